@@ -1,0 +1,144 @@
+"""The WebSocket a chat page keeps open: it subscribes to its conversation and forwards Stop.
+
+Frames are HTML fragments that htmx's ws extension swaps in by id (out of band). Streamed text
+is appended, never re-sent: each delta frame carries the offsets it starts at, and a page only
+gets a delta that continues exactly where its copy of the text ends.
+"""
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.template.loader import render_to_string
+from django.utils.html import escape
+
+from . import generation
+from .models import Conversation, Message
+
+
+def _load_conversation(user, conversation_id: int) -> Conversation | None:
+    if not user.is_authenticated:
+        return None
+    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+
+
+def _sync_state(conversation: Conversation, after: int) -> tuple[list[Message], list[int]]:
+    """Messages the page has not seen, and the ids of those still streaming."""
+    new = list(conversation.messages.filter(pk__gt=after))
+    streaming = list(
+        conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
+    )
+    return new, streaming
+
+
+def append_html(message_id: int, part: str, text: str) -> str:
+    return f'<span id="message-{message_id}-{part}" hx-swap-oob="beforeend">{escape(text)}</span>'
+
+
+def replace_html(message_id: int, part: str, text: str) -> str:
+    return f'<span id="message-{message_id}-{part}" hx-swap-oob="innerHTML">{escape(text)}</span>'
+
+
+class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        self.conversation = await sync_to_async(_load_conversation)(
+            self.scope["user"], conversation_id
+        )
+        if self.conversation is None:
+            await self.close()  # before accept: the handshake is refused, nothing is revealed
+            return
+        self.group = generation.conversation_group(self.conversation.pk)
+        # message id -> (content length, reasoning length) this page holds; absent = not synced.
+        self.offsets: dict[int, tuple[int, int]] = {}
+        self.last_seen = 0
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        action = content.get("action")
+        if action == "sync":
+            await self.sync(content.get("after"))
+        elif action == "stop":
+            await self.stop()
+
+    async def sync(self, after: object) -> None:
+        """Bring the page up to date: messages it lacks, then live text of streaming ones."""
+        try:
+            after_id = max(int(after), 0)
+        except (TypeError, ValueError):
+            after_id = 0
+        self.last_seen = max(self.last_seen, after_id)
+        new, streaming = await sync_to_async(_sync_state)(self.conversation, self.last_seen)
+        for message in new:
+            await self.send_message(message)
+        for message_id in streaming:
+            self.offsets.pop(message_id, None)  # deltas wait for the snapshot
+            await generation.request_snapshot(message_id, self.channel_name)
+
+    async def send_message(self, message: Message) -> None:
+        html = render_to_string("chat/chat.html#message", {"message": message, "append": True})
+        self.last_seen = max(self.last_seen, message.pk)
+        if message.status == Message.Status.STREAMING:
+            self.offsets.pop(message.pk, None)
+        await self.send(text_data=html)
+
+    async def stop(self) -> None:
+        streaming = await sync_to_async(list)(
+            self.conversation.messages.filter(status=Message.Status.STREAMING).values_list(
+                "pk", flat=True
+            )
+        )
+        for message_id in streaming:
+            await generation.request_stop(message_id)
+
+    # Frames from the channel layer
+
+    async def message_insert(self, event: dict) -> None:
+        """A new message in this conversation (sent from this tab, another, or another process)."""
+        if event["message"] <= self.last_seen:
+            return
+        self.last_seen = event["message"]
+        if event.get("streaming"):
+            self.offsets[event["message"]] = (0, 0)
+        await self.send(text_data=event["html"])
+
+    async def stream_delta(self, event: dict) -> None:
+        message_id = event["message"]
+        held = self.offsets.get(message_id)
+        if held is None:
+            return
+        content_len, reasoning_len = held
+        parts = []
+        content, content_at = event["content"], event["content_at"]
+        if content and content_at + len(content) > content_len and content_at <= content_len:
+            tail = content[content_len - content_at :]
+            parts.append(append_html(message_id, "text", tail))
+            content_len += len(tail)
+        reasoning, reasoning_at = event["reasoning"], event["reasoning_at"]
+        if (
+            reasoning
+            and reasoning_at + len(reasoning) > reasoning_len
+            and reasoning_at <= reasoning_len
+        ):
+            tail = reasoning[reasoning_len - reasoning_at :]
+            parts.append(append_html(message_id, "reasoning", tail))
+            reasoning_len += len(tail)
+        self.offsets[message_id] = (content_len, reasoning_len)
+        if parts:
+            await self.send(text_data="".join(parts))
+
+    async def stream_snapshot(self, event: dict) -> None:
+        message_id = event["message"]
+        content, reasoning = event["content"], event["reasoning"]
+        self.offsets[message_id] = (len(content), len(reasoning))
+        await self.send(
+            text_data=replace_html(message_id, "text", content)
+            + replace_html(message_id, "reasoning", reasoning)
+        )
+
+    async def message_final(self, event: dict) -> None:
+        self.offsets.pop(event["message"], None)
+        await self.send(text_data=event["html"])

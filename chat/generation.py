@@ -1,0 +1,305 @@
+"""One streaming reply from start to saved message, run as a server-side job.
+
+The job belongs to the process that started it, not to a socket: pages subscribe to the
+conversation's channel-layer group and the job sends frames there. Stop and "what is the text
+so far?" reach the job through its own group, so they work from any tab and any process.
+
+Frames sent to the conversation group (handled by `consumers.ConversationConsumer`):
+- `stream.delta`: text appended since the last frame, with the offsets it starts at;
+- `stream.snapshot`: the whole text so far, to one subscriber that asked (`job.sync`);
+- `message.final`: the finished message, rendered.
+"""
+
+import asyncio
+import contextvars
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from . import upstream
+from .models import Conversation, Message
+from .rendering import render_markdown
+
+log = logging.getLogger(__name__)
+
+# Jobs running in this process, kept referenced so the event loop does not drop them.
+_tasks: dict[int, asyncio.Task] = {}
+
+
+def job_group(message_id: int) -> str:
+    return f"job-{message_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def _db(fn):
+    # Off the event loop, in the shared pool: one job's save never waits on another's thread.
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+def start(message: Message, payload: dict[str, Any]) -> asyncio.Task:
+    """Start streaming `message` (an assistant row in `streaming`) in this process.
+
+    The task gets a fresh context: one inheriting the request's asgiref context would fail its
+    later database calls once the request has finished.
+    """
+    job = Job(message.pk, message.conversation_id, payload)
+    task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
+    _tasks[message.pk] = task
+    task.add_done_callback(lambda _t: _tasks.pop(message.pk, None))
+    return task
+
+
+def running_ids() -> list[int]:
+    return list(_tasks)
+
+
+async def request_stop(message_id: int) -> None:
+    """Ask the job streaming `message_id`, in whichever process it runs, to stop."""
+    await get_channel_layer().group_send(job_group(message_id), {"type": "job.stop"})
+
+
+async def request_snapshot(message_id: int, reply_channel: str) -> None:
+    await get_channel_layer().group_send(
+        job_group(message_id), {"type": "job.sync", "reply_channel": reply_channel}
+    )
+
+
+async def shutdown(timeout: float = 5.0) -> None:
+    """Cancel every job in this process; each saves its text as `interrupted`."""
+    tasks = list(_tasks.values())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
+class Job:
+    def __init__(self, message_id: int, conversation_id: int, payload: dict[str, Any]) -> None:
+        self.message_id = message_id
+        self.conversation_id = conversation_id
+        self.payload = payload
+        self.group = conversation_group(conversation_id)
+        self.layer = get_channel_layer()
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.content_len = 0
+        self.reasoning_len = 0
+        # Text received but not yet sent to subscribers, and the offsets it starts at.
+        self.pending_content: list[str] = []
+        self.pending_reasoning: list[str] = []
+        self.sent_content_len = 0
+        self.sent_reasoning_len = 0
+        self.last_frame = 0.0
+        self.flush_task: asyncio.Task | None = None
+        self.finish_reason = ""
+        self.usage: dict | None = None
+        self.cost: dict | None = None
+        self.first_token_at = None
+        self.last_checkpoint = time.monotonic()
+        self.stopped = False
+
+    # The job's life
+
+    async def run(self) -> None:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(job_group(self.message_id), channel)
+        stream = asyncio.create_task(self.consume())
+        control = asyncio.create_task(self.listen(channel, stream))
+        error: dict | None = None
+        try:
+            await stream
+            status = Message.Status.COMPLETE
+        except asyncio.CancelledError:
+            if not self.stopped:
+                # The process is going away: keep what arrived, and say so.
+                status = Message.Status.INTERRUPTED
+                stream.cancel()
+            else:
+                status = Message.Status.STOPPED
+        except upstream.UpstreamError as exc:
+            status = Message.Status.ERROR
+            error = exc.as_dict()
+        except Exception:
+            log.exception("generation %s failed", self.message_id)
+            status = Message.Status.ERROR
+            error = {
+                "kind": "internal",
+                "status": None,
+                "message": "The playground hit an unexpected problem while streaming.",
+                "hint": "Retry; if it keeps happening, check the server log.",
+                "retry_after": None,
+            }
+        finally:
+            control.cancel()
+            await self.layer.group_discard(job_group(self.message_id), channel)
+        # Saving must finish even when the process is cancelling this task.
+        await asyncio.shield(self.finish(status, error))
+
+    async def listen(self, channel: str, stream: asyncio.Task) -> None:
+        while True:
+            event = await self.layer.receive(channel)
+            if event.get("type") == "job.stop":
+                self.stopped = True
+                stream.cancel()
+            elif event.get("type") == "job.sync":
+                await self.layer.send(
+                    event["reply_channel"],
+                    {
+                        "type": "stream.snapshot",
+                        "message": self.message_id,
+                        "content": "".join(self.content),
+                        "reasoning": "".join(self.reasoning),
+                    },
+                )
+
+    async def consume(self) -> None:
+        async for event in upstream.stream_chat(self.payload):
+            if event.index != 0:
+                continue  # one reply per message; extra choices (n > 1) are not shown
+            text = event.content or event.refusal
+            if text or event.reasoning:
+                if self.first_token_at is None:
+                    self.first_token_at = timezone.now()
+                if text:
+                    self.content.append(text)
+                    self.pending_content.append(text)
+                    self.content_len += len(text)
+                if event.reasoning:
+                    self.reasoning.append(event.reasoning)
+                    self.pending_reasoning.append(event.reasoning)
+                    self.reasoning_len += len(event.reasoning)
+                await self.frame_due()
+            if event.finish_reason:
+                self.finish_reason = event.finish_reason
+            if event.usage is not None:
+                self.usage = event.usage
+            if event.cost is not None:
+                self.cost = event.cost
+            if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
+                await self.checkpoint()
+
+    # Frames: the first at once, then at most one per PLAYGROUND_FRAME_INTERVAL
+
+    async def frame_due(self) -> None:
+        wait = self.last_frame + settings.PLAYGROUND_FRAME_INTERVAL - time.monotonic()
+        if wait <= 0:
+            await self.flush()
+        elif self.flush_task is None:
+            self.flush_task = asyncio.create_task(self.flush_later(wait))
+
+    async def flush_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.flush_task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending_content and not self.pending_reasoning:
+            return
+        frame = {
+            "type": "stream.delta",
+            "message": self.message_id,
+            "content": "".join(self.pending_content),
+            "content_at": self.sent_content_len,
+            "reasoning": "".join(self.pending_reasoning),
+            "reasoning_at": self.sent_reasoning_len,
+        }
+        self.sent_content_len = self.content_len
+        self.sent_reasoning_len = self.reasoning_len
+        self.pending_content.clear()
+        self.pending_reasoning.clear()
+        self.last_frame = time.monotonic()
+        await self.layer.group_send(self.group, frame)
+
+    # Saving
+
+    async def checkpoint(self) -> None:
+        self.last_checkpoint = time.monotonic()
+        content, reasoning = "".join(self.content), "".join(self.reasoning)
+        self.content = [content]
+        self.reasoning = [reasoning]
+        fields = {
+            "content": content,
+            "reasoning": reasoning,
+            "checkpoint_at": timezone.now(),
+            "first_token_at": self.first_token_at,
+        }
+        await _db(Message.objects.filter(pk=self.message_id).update)(**fields)
+
+    async def finish(self, status: str, error: dict | None) -> None:
+        if self.flush_task is not None:
+            self.flush_task.cancel()
+        await self.flush()
+        content = "".join(self.content)
+        message = await _db(save_final)(
+            self.message_id,
+            status=status,
+            content=content,
+            reasoning="".join(self.reasoning),
+            html=render_markdown(content) if content else "",
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            cost=self.cost,
+            error=error,
+            first_token_at=self.first_token_at,
+        )
+        await broadcast_final(message)
+
+
+def save_final(message_id: int, **fields: Any) -> Message:
+    now = timezone.now()
+    fields.update(finished_at=now, checkpoint_at=now)
+    Message.objects.filter(pk=message_id).update(**fields)
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    return message
+
+
+async def broadcast_final(message: Message) -> None:
+    """Send the finished message, rendered once, to every open page of its conversation."""
+    await get_channel_layer().group_send(
+        conversation_group(message.conversation_id),
+        {"type": "message.final", "message": message.pk, "html": render_message(message)},
+    )
+
+
+def render_message(message: Message) -> str:
+    """The message as the page shows it, marked to replace its earlier self (htmx oob)."""
+    return render_to_string("chat/chat.html#message", {"message": message, "oob": True})
+
+
+def interrupt_stale(lease: timedelta | None) -> list[Message]:
+    """Mark streaming messages whose process is gone as `interrupted`, keeping their text.
+
+    With `lease=None` every streaming row is stale (one process, just started); otherwise a row
+    is stale when its last checkpoint is older than the lease.
+    """
+    stale = Message.objects.filter(status=Message.Status.STREAMING)
+    if lease is not None:
+        cutoff = timezone.now() - lease
+        stale = stale.filter(Q(checkpoint_at__lt=cutoff) | Q(checkpoint_at__isnull=True))
+        stale = stale.exclude(pk__in=running_ids())
+    messages = list(stale)
+    for message in messages:
+        message.status = Message.Status.INTERRUPTED
+        message.html = render_markdown(message.content) if message.content else ""
+        message.finished_at = timezone.now()
+        message.error = {
+            "kind": "interrupted",
+            "status": None,
+            "message": "The server stopped while this reply was streaming.",
+            "hint": "The text received so far is kept. Retry to generate the reply again.",
+            "retry_after": None,
+        }
+        message.save(update_fields=["status", "html", "finished_at", "error"])
+    return messages

@@ -1,0 +1,26 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+
+from chat.generation import interrupt_stale
+
+
+class Command(BaseCommand):
+    help = (
+        "Mark replies left 'streaming' by a process that is gone as 'interrupted', keeping "
+        "their text. Run at start-up, before the server takes requests."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--lease",
+            type=float,
+            default=None,
+            help="Only rows not checkpointed for this many seconds (for several processes). "
+            "Default: every streaming row (one process, just starting).",
+        )
+
+    def handle(self, *args, lease: float | None, **options):
+        messages = interrupt_stale(timedelta(seconds=lease) if lease is not None else None)
+        if messages:
+            self.stdout.write(f"Marked {len(messages)} interrupted reply(ies).")

@@ -1,0 +1,119 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+TITLE_LENGTH = 80
+
+
+def title_from_text(text: str) -> str:
+    """A conversation's title: the first line of its first message, cut at a word."""
+    line = " ".join(text.split())
+    if len(line) <= TITLE_LENGTH:
+        return line or "New chat"
+    cut = line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    # Generation settings sent with each request (system prompt, temperature, ...).
+    settings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title or "New chat"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversation", args=[self.pk])
+
+    @property
+    def group_name(self) -> str:
+        """The channel-layer group every open page of this conversation listens on."""
+        return f"conversation-{self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+        TOOL = "tool"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        STOPPED = "stopped"
+        ERROR = "error"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # The message this one answers or follows; the transcript is a path through these.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.COMPLETE, db_index=True
+    )
+    # Sanitised HTML rendered from `content` once the message is final.
+    html = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    # {kind, status, message, hint, retry_after} when the generation failed.
+    error = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    cost = models.JSONField(null=True, blank=True)
+    # The request body that produced this reply, media elided.
+    request = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by every checkpoint; a streaming row whose lease ran out lost its process.
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def dom_id(self) -> str:
+        return f"message-{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != self.Status.STREAMING
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        if self.started_at and self.first_token_at:
+            return (self.first_token_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        tokens = (self.usage or {}).get("completion_tokens")
+        if not tokens or not self.first_token_at or not self.finished_at:
+            return None
+        seconds = (self.finished_at - self.first_token_at).total_seconds()
+        return tokens / seconds if seconds > 0 else None

@@ -1,0 +1,256 @@
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from . import generation
+from .forms import ComposerForm
+from .models import Conversation, Message, title_from_text
+from .payloads import build_request
+
+SIDEBAR_SIZE = 200
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _has_users() -> bool:
+    return get_user_model().objects.exists()
+
+
+def index(request: HtmxHttpRequest) -> HttpResponse:
+    if not _has_users():
+        return redirect("setup")
+    if not request.user.is_authenticated:
+        return redirect("login")
+    latest = request.user.conversations.first()
+    if latest is not None:
+        return redirect(latest)
+    return redirect("new_chat")
+
+
+def setup(request: HtmxHttpRequest) -> HttpResponse:
+    """A fresh install's first visitor creates the admin account."""
+    if _has_users():
+        return redirect("index")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            if _has_users():  # someone else finished first
+                return redirect("login")
+            user = form.save(commit=False)
+            user.is_staff = user.is_superuser = True
+            user.save()
+        auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("index")
+    return render(request, "registration/setup.html", {"form": form})
+
+
+def login(request: HtmxHttpRequest) -> HttpResponse:
+    if not _has_users():
+        return redirect("setup")
+    return auth_views.LoginView.as_view()(request)
+
+
+logout = auth_views.LogoutView.as_view()
+
+
+def signup(request: HtmxHttpRequest) -> HttpResponse:
+    if not settings.PLAYGROUND_SIGNUP:
+        raise Http404("Sign-up is closed")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("index")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+def _chat_page(
+    request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
+) -> HttpResponse:
+    conversations = request.user.conversations.only("id", "title", "updated_at")[:SIDEBAR_SIZE]
+    messages = list(conversation.messages.all()) if conversation else []
+    context = {
+        "conversation": conversation,
+        "conversations": conversations,
+        "messages": messages,
+        "form": form,
+    }
+    return render(request, "chat/chat.html", context)
+
+
+@login_required
+def new_chat(request: HtmxHttpRequest) -> HttpResponse:
+    return _chat_page(request, None, ComposerForm())
+
+
+@login_required
+def conversation(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    return _chat_page(request, conversation, ComposerForm())
+
+
+def history(messages: list[Message], last: Message | None) -> list[Message]:
+    """The path from the first message to `last`, oldest first. Pure."""
+    by_id = {m.pk: m for m in messages}
+    path = []
+    while last is not None:
+        path.append(last)
+        last = by_id.get(last.parent_id)
+    return path[::-1]
+
+
+def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, dict]:
+    """Create the streaming assistant row that answers `parent`, and its request body."""
+    now = timezone.now()
+    path = history(list(conversation.messages.all()), parent)
+    payload = build_request(path, conversation.settings, settings.PLAYGROUND_MODEL)
+    assistant = Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=payload["model"],
+        request=payload,
+        started_at=now,
+        checkpoint_at=now,
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+    return assistant, payload
+
+
+@transaction.atomic
+def _create_turn(user, conversation_id: int | None, text: str):
+    if conversation_id is None:
+        conversation = Conversation.objects.create(owner=user, title=title_from_text(text))
+    else:
+        conversation = get_object_or_404(
+            Conversation.objects.select_for_update(), pk=conversation_id, owner=user
+        )
+    last = conversation.messages.order_by("-id").first()
+    if not conversation.title:
+        conversation.title = title_from_text(text)
+        conversation.save(update_fields=["title"])
+    user_message = Message.objects.create(
+        conversation=conversation, parent=last, role=Message.Role.USER, content=text
+    )
+    assistant, payload = _begin_reply(conversation, user_message)
+    return conversation, [user_message, assistant], payload
+
+
+async def _announce(conversation: Conversation, messages: list[Message]) -> None:
+    """Tell every open page of the conversation about new messages, oldest first."""
+    layer = get_channel_layer()
+    for message in messages:
+        html = render_to_string("chat/chat.html#message", {"message": message, "append": True})
+        await layer.group_send(
+            conversation.group_name,
+            {
+                "type": "message.insert",
+                "message": message.pk,
+                "streaming": message.status == Message.Status.STREAMING,
+                "html": html,
+            },
+        )
+
+
+def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status=200):
+    context = {"conversation": conversation, "form": form}
+    return render(request, "chat/chat.html#composer", context, status=status)
+
+
+@require_POST
+@login_required
+async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    user = await request.auser()
+    form = ComposerForm(request.POST)
+    if not form.is_valid():
+        # The text stays in the composer, with the reason beside it.
+        if request.htmx:
+            conversation = None
+            if conversation_id is not None:
+                conversation = await Conversation.objects.filter(
+                    pk=conversation_id, owner=user
+                ).afirst()
+                if conversation is None:
+                    raise Http404
+            return _composer(request, conversation, form, status=422)
+        return await sync_to_async(_invalid_page)(request, conversation_id, form)
+    conversation, messages, payload = await sync_to_async(_create_turn)(
+        user, conversation_id, form.cleaned_data["text"]
+    )
+    await _announce(conversation, messages)
+    generation.start(messages[-1], payload)
+    if not request.htmx:
+        return redirect(conversation)
+    if conversation_id is None:
+        return HttpResponseClientRedirect(conversation.get_absolute_url())
+    return _composer(request, conversation, ComposerForm())
+
+
+def _invalid_page(request, conversation_id, form):
+    conversation = None
+    if conversation_id is not None:
+        conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    response = _chat_page(request, conversation, form)
+    response.status_code = 422
+    return response
+
+
+def _retry_target(user, conversation_id: int, message_id: int):
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    failed = get_object_or_404(
+        Message,
+        pk=message_id,
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.ERROR, Message.Status.STOPPED, Message.Status.INTERRUPTED],
+    )
+    parent = Message.objects.get(pk=failed.parent_id)
+    assistant, payload = _begin_reply(conversation, parent)
+    return conversation, assistant, payload
+
+
+@require_POST
+@login_required
+async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """Generate the reply again; the failed one stays in the transcript."""
+    user = await request.auser()
+    conversation, assistant, payload = await sync_to_async(_retry_target)(
+        user, conversation_id, message_id
+    )
+    await _announce(conversation, [assistant])
+    generation.start(assistant, payload)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(conversation)
+
+
+@require_POST
+@login_required
+async def stop(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    user = await request.auser()
+    conversation = await Conversation.objects.filter(pk=conversation_id, owner=user).afirst()
+    if conversation is None:
+        raise Http404
+    async for message_id in conversation.messages.filter(
+        status=Message.Status.STREAMING
+    ).values_list("pk", flat=True):
+        await generation.request_stop(message_id)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(conversation)

@@ -1,0 +1,96 @@
+// The chat page's behaviour: keyboard, scrolling, live sync. No inline script anywhere (CSP).
+(function () {
+  "use strict";
+
+  function transcript() {
+    return document.getElementById("transcript");
+  }
+
+  function lastMessageId() {
+    var messages = document.querySelectorAll("#transcript [data-testid=message]");
+    return messages.length ? Number(messages[messages.length - 1].dataset.id) : 0;
+  }
+
+  function isStreaming() {
+    return document.querySelector('#transcript [data-status="streaming"]') !== null;
+  }
+
+  // Follow the answer as it grows, unless the reader scrolled up to read something else.
+  var stickToBottom = true;
+  function scroller() {
+    return document.getElementById("scroller");
+  }
+  function nearBottom(el) {
+    return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+  }
+  function scrollToBottom() {
+    var el = scroller();
+    if (el) el.scrollTop = el.scrollHeight;
+  }
+  document.addEventListener(
+    "scroll",
+    function (event) {
+      if (event.target === scroller()) stickToBottom = nearBottom(event.target);
+    },
+    true
+  );
+
+  function grow(textarea) {
+    textarea.style.height = "auto";
+    textarea.style.height = Math.min(textarea.scrollHeight, window.innerHeight * 0.4) + "px";
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches("#composer textarea")) grow(event.target);
+  });
+
+  // Enter sends, Shift+Enter is a new line; nothing is sent while a reply is streaming.
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (!target.matches || !target.matches("#composer textarea")) return;
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    if (isStreaming()) return;
+    if (target.value.trim() === "") return;
+    target.form.requestSubmit(target.form.querySelector("[data-testid=send]"));
+  });
+
+  // Escape stops the reply that is streaming.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !isStreaming()) return;
+    var stop = document.querySelector("[data-testid=stop]");
+    if (stop) stop.click();
+  });
+
+  // On every (re)connect, ask for what this page has not seen yet.
+  document.addEventListener("htmx:wsOpen", function (event) {
+    event.detail.socketWrapper.send(JSON.stringify({ action: "sync", after: lastMessageId() }));
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var el = scroller();
+    if (el) stickToBottom = stickToBottom || nearBottom(el);
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (stickToBottom) scrollToBottom();
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var textarea = document.querySelector("#composer textarea");
+    if (textarea && event.target.id === "composer") {
+      grow(textarea);
+      stickToBottom = true;
+    }
+  });
+
+  // Phone layout: the conversation list slides over the chat.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("[data-action=toggle-sidebar]");
+    if (toggle) document.body.classList.toggle("sidebar-open");
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    scrollToBottom();
+    var textarea = document.querySelector("#composer textarea");
+    if (textarea) grow(textarea);
+  });
+})();

@@ -1,0 +1,62 @@
+import pytest
+
+from chat.models import Conversation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(django_user_model, client):
+    user = django_user_model.objects.create_user("alice", password="x-long-password-1")
+    client.force_login(user)
+    return user
+
+
+def test_the_chat_page_has_the_stable_hooks(client, alice):
+    html = client.get("/new/").content.decode()
+    assert 'name="text"' in html and "<textarea" in html
+    assert 'data-testid="send"' in html
+
+
+def test_a_conversation_page_has_stop_and_a_websocket(client, alice):
+    conversation = Conversation.objects.create(owner=alice, title="Hello")
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert 'data-testid="stop"' in html
+    assert f'ws-connect="/ws/conversations/{conversation.pk}/"' in html
+
+
+def test_the_simulator_banner_shows_only_when_the_simulator_answers(client, alice, settings):
+    settings.PLAYGROUND_USE_SIMULATOR = True
+    assert 'data-testid="simulator-banner"' in client.get("/new/").content.decode()
+    settings.PLAYGROUND_USE_SIMULATOR = False
+    assert 'data-testid="simulator-banner"' not in client.get("/new/").content.decode()
+
+
+def test_an_empty_message_is_refused_in_place(client, alice):
+    response = client.post("/new/send/", {"text": "   \n"}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert 'data-testid="error"' in html and "Type a message first." in html
+    assert Conversation.objects.count() == 0
+
+
+def test_a_too_long_message_is_refused_and_its_text_kept(client, alice):
+    text = "x" * 100_001
+    response = client.post("/new/send/", {"text": text}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "at most 100000 characters" in html
+    assert text in html
+
+
+def test_the_page_never_contains_the_api_key(client, alice, settings):
+    settings.PLAYGROUND_API_KEY = "sk-secret-never-shown"
+    conversation = Conversation.objects.create(owner=alice, title="Hello")
+    for url in ("/new/", f"/c/{conversation.pk}/"):
+        assert "sk-secret-never-shown" not in client.get(url).content.decode()
+
+
+def test_pages_send_a_strict_content_security_policy(client, alice):
+    policy = client.get("/new/").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy

@@ -1,0 +1,403 @@
+"""The streaming relay end to end: a real view starts the job, the real httpx client streams
+from the simulator on a loopback port, and pages subscribe through the real consumer."""
+
+import asyncio
+import html
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient
+
+from chat.models import Conversation, Message
+from playground.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+APPEND = re.compile(
+    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="beforeend">(.*?)</span>', re.S
+)
+REPLACE = re.compile(
+    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="innerHTML">(.*?)</span>', re.S
+)
+INSERT = re.compile(r'hx-swap-oob="beforeend:#transcript">\s*<article id="message-(\d+)"')
+FINAL = re.compile(
+    r'<article id="message-(\d+)"[^>]*data-status="(\w+)"[^>]*hx-swap-oob="outerHTML"', re.S
+)
+
+
+class Page:
+    """What one browser tab holds of a conversation, rebuilt from the frames it receives."""
+
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.ws = communicator
+        self.text: dict[int, str] = {}
+        self.reasoning: dict[int, str] = {}
+        self.final: dict[int, str] = {}
+        self.inserted: list[int] = []
+        self.frames = 0
+
+    def apply(self, frame: str) -> None:
+        self.frames += 1
+        for message_id, part, text in REPLACE.findall(frame):
+            store = self.text if part == "text" else self.reasoning
+            store[int(message_id)] = html.unescape(text)
+        for message_id, part, text in APPEND.findall(frame):
+            store = self.text if part == "text" else self.reasoning
+            store[int(message_id)] = store.get(int(message_id), "") + html.unescape(text)
+        for message_id in INSERT.findall(frame):
+            self.inserted.append(int(message_id))
+        for message_id, status in FINAL.findall(frame):
+            self.final[int(message_id)] = status
+
+    async def receive_until_final(self, message_id: int, timeout: float = 20) -> str:
+        async with asyncio.timeout(timeout):
+            while message_id not in self.final:
+                self.apply(await self.ws.receive_from(timeout=timeout))
+        return self.final[message_id]
+
+    async def receive_until(self, predicate, timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self.apply(await self.ws.receive_from(timeout=timeout))
+
+
+@pytest.fixture
+def upstream_is_simulator(settings, simulator_url):
+    settings.PLAYGROUND_USE_SIMULATOR = False
+    settings.PLAYGROUND_API_BASE = simulator_url
+    settings.PLAYGROUND_API_KEY = ""
+    settings.PLAYGROUND_CHECKPOINT_SECONDS = 0.2
+    return simulator_url
+
+
+@pytest.fixture
+async def alice(django_user_model):
+    return await django_user_model.objects.acreate(username="alice")
+
+
+@pytest.fixture
+async def bob(django_user_model):
+    return await django_user_model.objects.acreate(username="bob")
+
+
+async def logged_in(user) -> AsyncClient:
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client
+
+
+async def open_page(client: AsyncClient, conversation_id: int, after: int = 0) -> Page:
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation_id}/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie.encode())],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"action": "sync", "after": after})
+    return Page(communicator)
+
+
+async def new_conversation(user) -> Conversation:
+    return await Conversation.objects.acreate(owner=user, title="Test")
+
+
+async def send(client: AsyncClient, conversation: Conversation, text: str) -> Message:
+    response = await client.post(
+        f"/c/{conversation.pk}/send/", {"text": text}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200, response.content
+    return await conversation.messages.filter(role="assistant").alast()
+
+
+async def test_a_reply_streams_to_the_page_and_is_saved_complete(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+
+    reply = await send(client, conversation, "Hello there [sim:delay=0.01]")
+    assert await page.receive_until_final(reply.pk) == "complete"
+
+    await reply.arefresh_from_db()
+    assert reply.status == Message.Status.COMPLETE
+    assert "offline simulator" in reply.content.lower()
+    assert page.text[reply.pk] == reply.content  # appended deltas add up to the saved text
+    assert page.inserted[-2:] == [reply.pk - 1, reply.pk]
+    assert reply.finish_reason == "stop"
+    assert reply.usage["completion_tokens"] > 0
+    assert reply.cost is not None and "usd_spent" in reply.cost
+    assert reply.first_token_at is not None and reply.finished_at >= reply.first_token_at
+    assert "<" in reply.html  # rendered Markdown
+    await page.ws.disconnect()
+
+
+async def test_deltas_are_coalesced_into_few_frames(upstream_is_simulator, alice, settings):
+    settings.PLAYGROUND_FRAME_INTERVAL = 0.05
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+
+    reply = await send(client, conversation, "Count [sim:length=300] [sim:delay=0.001]")
+    await page.receive_until_final(reply.pk)
+
+    await reply.arefresh_from_db()
+    assert page.text[reply.pk] == reply.content
+    # 300 tokens at 1 ms each take ~0.3 s: at 20 frames/s that is about 6 frames, not 300.
+    assert page.frames < 40
+    await page.ws.disconnect()
+
+
+async def test_thinking_is_streamed_and_kept_apart_from_the_answer(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {"enable_thinking": True}
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+
+    reply = await send(client, conversation, "Think first")
+    await page.receive_until_final(reply.pk)
+
+    await reply.arefresh_from_db()
+    assert reply.reasoning
+    assert page.reasoning[reply.pk] == reply.reasoning
+    assert reply.reasoning not in reply.content
+    await page.ws.disconnect()
+
+
+async def test_stop_from_a_second_tab_stops_the_job_and_keeps_the_partial_text(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    first = await open_page(client, conversation.pk)
+    second = await open_page(client, conversation.pk)
+
+    reply = await send(client, conversation, "Slow one [sim:delay=0.05] [sim:length=400]")
+    await first.receive_until(lambda p: len(p.text.get(reply.pk, "")) > 10)
+    await second.ws.send_json_to({"action": "stop"})
+
+    assert await first.receive_until_final(reply.pk) == "stopped"
+    assert await second.receive_until_final(reply.pk) == "stopped"
+    await reply.arefresh_from_db()
+    assert reply.status == Message.Status.STOPPED
+    assert reply.content and first.text[reply.pk] == reply.content
+    assert reply.content.count(" ") < 399  # it did stop early
+    for page in (first, second):
+        await page.ws.disconnect()
+
+
+async def test_stop_over_http_stops_the_job(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Slow [sim:delay=0.05] [sim:length=400]")
+    await page.receive_until(lambda p: p.text.get(reply.pk))
+
+    response = await client.post(f"/c/{conversation.pk}/stop/", headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert await page.receive_until_final(reply.pk) == "stopped"
+    await page.ws.disconnect()
+
+
+async def test_two_tabs_see_the_same_stream(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    first = await open_page(client, conversation.pk)
+    second = await open_page(client, conversation.pk)
+
+    reply = await send(client, conversation, "Both of you [sim:delay=0.005]")
+    await first.receive_until_final(reply.pk)
+    await second.receive_until_final(reply.pk)
+
+    await reply.arefresh_from_db()
+    assert first.text[reply.pk] == second.text[reply.pk] == reply.content
+    for page in (first, second):
+        await page.ws.disconnect()
+
+
+async def test_a_page_that_reconnects_mid_stream_gets_the_text_so_far_then_the_rest(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Long [sim:delay=0.02] [sim:length=150]")
+    await page.receive_until(lambda p: len(p.text.get(reply.pk, "")) > 20)
+    await page.ws.disconnect()  # the tab closes; the job goes on
+    await asyncio.sleep(0.3)
+
+    reopened = await open_page(client, conversation.pk, after=reply.pk)
+    assert await reopened.receive_until_final(reply.pk) == "complete"
+    await reply.arefresh_from_db()
+    assert reopened.text[reply.pk] == reply.content  # snapshot + appended deltas, no gap
+    assert reply.content.count("\n") + reply.content.count(" ") >= 100
+    await reopened.ws.disconnect()
+
+
+async def test_a_page_that_missed_messages_gets_them_on_sync(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    reply = await send(client, conversation, "Nobody is watching [sim:delay=0.001]")
+    for _ in range(200):
+        await reply.arefresh_from_db()
+        if reply.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+
+    page = await open_page(client, conversation.pk, after=0)
+    await page.receive_until(lambda p: reply.pk in p.inserted)
+    assert page.inserted == [reply.pk - 1, reply.pk]
+    await page.ws.disconnect()
+
+
+async def test_the_checkpoint_saves_the_text_while_it_streams(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Checkpoint me [sim:delay=0.02] [sim:length=200]")
+    await page.receive_until(lambda p: len(p.text.get(reply.pk, "")) > 50)
+    await asyncio.sleep(0.5)  # more than one checkpoint interval
+
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert saved.status == Message.Status.STREAMING
+    assert len(saved.content) > 20
+    await client.post(f"/c/{conversation.pk}/stop/", headers={"HX-Request": "true"})
+    await page.receive_until_final(reply.pk)
+    await reply.arefresh_from_db()
+    assert reply.content.startswith(saved.content)
+    await page.ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("directive", "kind", "status"),
+    [
+        ("[sim:status=401]", "auth", 401),
+        ("[sim:status=403]", "forbidden", 403),
+        ("[sim:status=429]", "rate_limited", 429),
+        ("[sim:status=500]", "server", 500),
+        ("[sim:vendor-error]", "bad_request", 400),
+        ("[sim:drop]", "connection", None),
+        ("[sim:malformed]", "protocol", None),
+        ("[sim:error]", "stream", None),
+    ],
+)
+async def test_each_upstream_failure_ends_in_error_with_the_partial_text_kept(
+    upstream_is_simulator, alice, directive, kind, status
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, f"Break please {directive} [sim:delay=0.005]")
+    assert await page.receive_until_final(reply.pk) == "error"
+
+    await reply.arefresh_from_db()
+    assert reply.status == Message.Status.ERROR
+    assert reply.error["kind"] == kind
+    assert reply.error["status"] == status
+    assert reply.error["message"] and reply.error["hint"]
+    if status is None:  # failures inside a stream keep what arrived before them
+        assert reply.content and page.text[reply.pk] == reply.content
+    if status == 429:
+        assert reply.error["retry_after"] == 7
+    user_message = await Message.objects.aget(pk=reply.parent_id)
+    assert user_message.content.startswith("Break please")  # what the person typed is kept
+    await page.ws.disconnect()
+
+
+async def test_a_silent_upstream_times_out_into_an_error(upstream_is_simulator, alice, settings):
+    settings.PLAYGROUND_READ_TIMEOUT = 0.5
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Hang [sim:stall]")
+    assert await page.receive_until_final(reply.pk) == "error"
+    await reply.arefresh_from_db()
+    assert reply.error["kind"] == "timeout"
+    assert reply.content  # the tokens before the stall are kept
+    await page.ws.disconnect()
+
+
+async def test_retry_after_an_error_streams_a_new_reply_to_the_same_question(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    failed = await send(client, conversation, "Flaky [sim:status=503]")
+    await page.receive_until_final(failed.pk)
+
+    response = await client.post(
+        f"/c/{conversation.pk}/m/{failed.pk}/retry/", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 204
+    retried = await conversation.messages.filter(role="assistant").alast()
+    assert retried.pk != failed.pk and retried.parent_id == failed.parent_id
+    assert await page.receive_until_final(retried.pk) == "error"  # the directive is still there
+    assert await Message.objects.filter(pk=failed.pk).aexists()  # the failed reply is kept
+    await page.ws.disconnect()
+
+
+async def test_another_user_cannot_subscribe_to_a_conversation(upstream_is_simulator, alice, bob):
+    conversation = await new_conversation(alice)
+    client = await logged_in(bob)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation.pk}/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie.encode())],
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_an_anonymous_visitor_cannot_subscribe(alice):
+    conversation = await new_conversation(alice)
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation.pk}/",
+        headers=[(b"origin", b"http://localhost")],
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_the_requests_the_app_sends_are_schema_valid(upstream_is_simulator, alice):
+    from chat.simulator.schema import request_errors
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {"system_prompt": "Be brief.", "temperature": 0.3, "seed": 7}
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+    first = await send(client, conversation, "One [sim:delay=0]")
+    await page.receive_until_final(first.pk)
+    second = await send(client, conversation, "Two [sim:delay=0]")
+    await page.receive_until_final(second.pk)
+
+    await second.arefresh_from_db()
+    assert request_errors(second.request) == []
+    roles = [m["role"] for m in second.request["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert second.request["stream"] is True
+    assert second.request["stream_options"] == {"include_usage": True}
+    assert second.request["temperature"] == 0.3
+    await page.ws.disconnect()
+
+
+async def test_a_process_that_died_leaves_interrupted_messages_with_their_text(alice):
+    from chat.generation import interrupt_stale
+
+    conversation = await new_conversation(alice)
+    orphan = await Message.objects.acreate(
+        conversation=conversation, role="assistant", status="streaming", content="Half an ans"
+    )
+    interrupted = await sync_to_async(interrupt_stale)(None)
+
+    assert [m.pk for m in interrupted] == [orphan.pk]
+    await orphan.arefresh_from_db()
+    assert orphan.status == Message.Status.INTERRUPTED
+    assert orphan.content == "Half an ans"
+    assert "Half an ans" in orphan.html

@@ -1,0 +1,35 @@
+from chat.rendering import render_markdown
+
+
+def test_markdown_is_rendered():
+    html = render_markdown("# Title\n\nSome **bold** and `code`.\n\n- one\n- two")
+    assert "<h1>Title</h1>" in html
+    assert "<strong>bold</strong>" in html
+    assert "<code>code</code>" in html
+    assert "<li>one</li>" in html
+
+
+def test_code_blocks_are_highlighted_with_classes_kept():
+    html = render_markdown("```python\nprint('hi')\n```")
+    assert '<code class="language-python">' in html
+    assert '<span class="nb">print</span>' in html
+
+
+def test_raw_html_from_the_model_is_shown_as_text():
+    html = render_markdown("<script>alert(1)</script><img src=x onerror=alert(1)>")
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_dangerous_links_are_dropped():
+    html = render_markdown("[click](javascript:alert(1)) and [ok](https://example.com)")
+    assert "javascript:" not in html.split("[click]")[0] or 'href="javascript' not in html
+    assert 'href="javascript' not in html
+    assert 'href="https://example.com"' in html
+    assert 'rel="noopener noreferrer nofollow"' in html
+
+
+def test_tables_render():
+    html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<table>" in html and "<td>1</td>" in html
