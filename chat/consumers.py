@@ -20,13 +20,21 @@ def _load_conversation(user, conversation_id: int) -> Conversation | None:
     return Conversation.objects.filter(pk=conversation_id, owner=user).first()
 
 
-def _sync_state(conversation: Conversation, after: int) -> tuple[list[Message], list[int]]:
-    """Messages the page has not seen, and the ids of those still streaming."""
+def _sync_state(
+    conversation: Conversation, after: int, shown_streaming: list[int]
+) -> tuple[list[Message], list[Message], list[int]]:
+    """What a page lacks: messages after `after`, those it shows as streaming that have since
+    finished, and the ids still streaming (whose live text it must ask the job for)."""
     new = list(conversation.messages.filter(pk__gt=after))
+    finished = list(
+        conversation.messages.filter(pk__in=shown_streaming, pk__lte=after).exclude(
+            status=Message.Status.STREAMING
+        )
+    )
     streaming = list(
         conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
     )
-    return new, streaming
+    return new, finished, streaming
 
 
 def append_html(message_id: int, part: str, text: str) -> str:
@@ -60,20 +68,25 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: dict, **kwargs) -> None:
         action = content.get("action")
         if action == "sync":
-            await self.sync(content.get("after"))
+            await self.sync(content.get("after"), content.get("streaming"))
         elif action == "stop":
             await self.stop()
 
-    async def sync(self, after: object) -> None:
+    async def sync(self, after: object, shown_streaming: object) -> None:
         """Bring the page up to date: messages it lacks, then live text of streaming ones."""
         try:
             after_id = max(int(after), 0)
+            shown = [int(i) for i in shown_streaming or []][:100]
         except (TypeError, ValueError):
-            after_id = 0
+            return
         self.last_seen = max(self.last_seen, after_id)
-        new, streaming = await sync_to_async(_sync_state)(self.conversation, self.last_seen)
+        new, finished, streaming = await sync_to_async(_sync_state)(
+            self.conversation, self.last_seen, shown
+        )
         for message in new:
             await self.send_message(message)
+        for message in finished:
+            await self.send(text_data=generation.render_message(message))
         for message_id in streaming:
             self.offsets.pop(message_id, None)  # deltas wait for the snapshot
             await generation.request_snapshot(message_id, self.channel_name)

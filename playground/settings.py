@@ -12,11 +12,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def envstr(name: str, default: str) -> str:
-    return os.getenv(name, default)
+    """The variable's value; unset and empty both mean the default."""
+    return os.getenv(name) or default
 
 
 def envbool(name: str, default: str) -> bool:
-    value = os.getenv(name, default).strip().lower()
+    value = envstr(name, default).strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off", ""):
@@ -25,7 +26,7 @@ def envbool(name: str, default: str) -> bool:
 
 
 def envfloat(name: str, default: str, minimum: float = 0.0) -> float:
-    value = os.getenv(name, default)
+    value = envstr(name, default)
     try:
         number = float(value)
     except ValueError:
@@ -36,7 +37,7 @@ def envfloat(name: str, default: str, minimum: float = 0.0) -> float:
 
 
 def envint(name: str, default: str, minimum: int = 0) -> int:
-    value = os.getenv(name, default)
+    value = envstr(name, default)
     try:
         number = int(value)
     except ValueError:
@@ -47,8 +48,8 @@ def envint(name: str, default: str, minimum: int = 0) -> int:
 
 
 def envurl(name: str, default: str) -> str:
-    value = os.getenv(name, default).strip()
-    if value and not value.startswith(("http://", "https://")):
+    value = envstr(name, default).strip()
+    if not value.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {value!r}")
     return value.rstrip("/")
 

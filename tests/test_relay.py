@@ -88,7 +88,9 @@ async def logged_in(user) -> AsyncClient:
     return client
 
 
-async def open_page(client: AsyncClient, conversation_id: int, after: int = 0) -> Page:
+async def open_page(
+    client: AsyncClient, conversation_id: int, after: int = 0, streaming: tuple = ()
+) -> Page:
     cookie = f"sessionid={client.cookies['sessionid'].value}"
     communicator = WebsocketCommunicator(
         application,
@@ -97,7 +99,9 @@ async def open_page(client: AsyncClient, conversation_id: int, after: int = 0) -
     )
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_json_to({"action": "sync", "after": after})
+    await communicator.send_json_to(
+        {"action": "sync", "after": after, "streaming": list(streaming)}
+    )
     return Page(communicator)
 
 
@@ -250,6 +254,23 @@ async def test_a_page_that_missed_messages_gets_them_on_sync(upstream_is_simulat
     page = await open_page(client, conversation.pk, after=0)
     await page.receive_until(lambda p: reply.pk in p.inserted)
     assert page.inserted == [reply.pk - 1, reply.pk]
+    await page.ws.disconnect()
+
+
+async def test_a_page_rendered_mid_stream_that_connects_after_the_end_gets_the_final_reply(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    reply = await send(client, conversation, "Quick one [sim:delay=0]")
+    for _ in range(200):  # the page was rendered while streaming; the reply ends before it connects
+        await reply.arefresh_from_db()
+        if reply.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+
+    page = await open_page(client, conversation.pk, after=reply.pk, streaming=[reply.pk])
+    assert await page.receive_until_final(reply.pk) == "complete"
     await page.ws.disconnect()
 
 

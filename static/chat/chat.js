@@ -64,7 +64,13 @@
 
   // On every (re)connect, ask for what this page has not seen yet.
   document.addEventListener("htmx:wsOpen", function (event) {
-    event.detail.socketWrapper.send(JSON.stringify({ action: "sync", after: lastMessageId() }));
+    var streaming = Array.prototype.map.call(
+      document.querySelectorAll('#transcript [data-status="streaming"]'),
+      function (el) { return Number(el.dataset.id); }
+    );
+    event.detail.socketWrapper.send(
+      JSON.stringify({ action: "sync", after: lastMessageId(), streaming: streaming })
+    );
   });
 
   document.addEventListener("htmx:wsBeforeMessage", function () {
