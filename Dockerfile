@@ -1,0 +1,27 @@
+# Omni Playground: a slim image that runs daphne as a non-root user, data in a volume.
+FROM python:3.13-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+RUN python -m venv /venv
+COPY pyproject.toml README.md ./
+COPY playground playground
+COPY chat chat
+RUN /venv/bin/pip install ".[postgres]"
+COPY . .
+# Hashed, compressed static files, built once here.
+RUN DJANGO_SECRET_KEY=collectstatic-only PLAYGROUND_DATA_DIR=/tmp/build-data \
+    /venv/bin/python manage.py collectstatic --noinput --verbosity 0
+
+FROM python:3.13-slim
+ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    PLAYGROUND_DATA_DIR=/data DJANGO_ALLOWED_HOSTS=*
+RUN useradd --system --uid 1000 --home-dir /app playground \
+    && mkdir /data && chown playground /data
+WORKDIR /app
+COPY --from=build /venv /venv
+COPY --from=build /app /app
+USER playground
+VOLUME /data
+EXPOSE 8000
+ENTRYPOINT ["scripts/docker-entrypoint"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "playground.asgi:application"]
