@@ -117,3 +117,74 @@ class Message(models.Model):
             return None
         seconds = (self.finished_at - self.first_token_at).total_seconds()
         return tokens / seconds if seconds > 0 else None
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    """Files live under generated names; the person's file name is kept for display only."""
+    return f"attachments/{instance.owner_id}/{instance.key}/{filename}"
+
+
+class Attachment(models.Model):
+    """A file a person attached: validated, measured, converted where the API needs it."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        AUDIO = "audio"
+        VIDEO = "video"
+
+    class Status(models.TextChoices):
+        UPLOADING = "uploading"  # chunks still arriving
+        PROCESSING = "processing"  # probing / converting
+        READY = "ready"  # may be sent
+        FAILED = "failed"  # refused; `error` says why
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    # Both stay empty until the attachment is sent with a message.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
+    # Random, unguessable: names the upload in URLs and the folder its files live in.
+    key = models.CharField(max_length=32, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADING)
+    error = models.TextField(blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
+    # Declared by the browser when the upload starts; never trusted, only compared.
+    declared_size = models.BigIntegerField(default=0)
+    received = models.BigIntegerField(default=0)
+    content_type = models.CharField(max_length=100, blank=True)  # sniffed from the bytes
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)  # seconds
+    # e.g. {"container": "mov,mp4", "video": "h264", "audio": "aac"}
+    codecs = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to=attachment_path, max_length=300, blank=True)
+    # What is sent to the API when the original is not in a format it accepts.
+    derived = models.FileField(upload_to=attachment_path, max_length=300, blank=True)
+    derived_content_type = models.CharField(max_length=100, blank=True)
+    # A JPEG thumbnail (images) or poster frame (videos).
+    poster = models.FileField(upload_to=attachment_path, max_length=300, blank=True)
+    progress = models.FloatField(default=0)  # 0..1 while processing
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'file'} {self.original_name}"
+
+    @property
+    def sent_file(self):
+        """The file the API receives: the converted one when there is one."""
+        return self.derived or self.file
+
+    @property
+    def sent_content_type(self) -> str:
+        return self.derived_content_type or self.content_type

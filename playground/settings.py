@@ -252,3 +252,31 @@ PLAYGROUND_SIGNUP = envbool("PLAYGROUND_SIGNUP", "false")
 # How often a streaming reply is saved, and how long before a silent stream counts as dead.
 PLAYGROUND_CHECKPOINT_SECONDS = envfloat("PLAYGROUND_CHECKPOINT_SECONDS", "1.5", minimum=0.1)
 PLAYGROUND_FRAME_INTERVAL = envfloat("PLAYGROUND_FRAME_INTERVAL", "0.05")
+
+# Uploaded media: stored under the data dir, served only through views that check access.
+MEDIA_ROOT = DATA_DIR / "media"
+MB = 1024 * 1024
+# Largest file accepted for upload; videos above the API's limit are re-encoded smaller.
+PLAYGROUND_MAX_UPLOAD_BYTES = envint("PLAYGROUND_MAX_UPLOAD_BYTES", str(2048 * MB), minimum=1)
+# What the API accepts (documented limits of qwen3-omni-flash; qwen3.5 is reported larger).
+PLAYGROUND_MAX_IMAGE_BYTES = envint("PLAYGROUND_MAX_IMAGE_BYTES", str(10 * MB), minimum=1)
+PLAYGROUND_MAX_IMAGE_PIXELS = envint("PLAYGROUND_MAX_IMAGE_PIXELS", str(50_000_000), minimum=1)
+PLAYGROUND_MAX_AUDIO_BYTES = envint("PLAYGROUND_MAX_AUDIO_BYTES", str(100 * MB), minimum=1)
+PLAYGROUND_MAX_AUDIO_SECONDS = envfloat("PLAYGROUND_MAX_AUDIO_SECONDS", "1200", minimum=1)
+PLAYGROUND_MAX_VIDEO_BYTES = envint("PLAYGROUND_MAX_VIDEO_BYTES", str(256 * MB), minimum=1)
+PLAYGROUND_MAX_VIDEO_SECONDS = envfloat("PLAYGROUND_MAX_VIDEO_SECONDS", "150", minimum=1)
+PLAYGROUND_UPLOAD_CHUNK_BYTES = envint("PLAYGROUND_UPLOAD_CHUNK_BYTES", str(8 * MB), minimum=1024)
+# How media reaches the API: "inline" base64 data URLs, or "url": signed, expiring links on
+# PLAYGROUND_PUBLIC_URL (which the API's servers must be able to reach).
+PLAYGROUND_MEDIA_DELIVERY = envstr("PLAYGROUND_MEDIA_DELIVERY", "inline")
+if PLAYGROUND_MEDIA_DELIVERY not in ("inline", "url"):
+    raise ImproperlyConfigured(
+        f"PLAYGROUND_MEDIA_DELIVERY must be 'inline' or 'url', not {PLAYGROUND_MEDIA_DELIVERY!r}"
+    )
+PLAYGROUND_PUBLIC_URL = (
+    envurl("PLAYGROUND_PUBLIC_URL", "") if os.getenv("PLAYGROUND_PUBLIC_URL") else ""
+)
+if PLAYGROUND_MEDIA_DELIVERY == "url" and not PLAYGROUND_PUBLIC_URL:
+    raise ImproperlyConfigured("PLAYGROUND_MEDIA_DELIVERY=url needs PLAYGROUND_PUBLIC_URL")
+PLAYGROUND_MEDIA_URL_SECONDS = envint("PLAYGROUND_MEDIA_URL_SECONDS", "3600", minimum=60)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PLAYGROUND_UPLOAD_CHUNK_BYTES + MB

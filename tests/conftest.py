@@ -65,6 +65,13 @@ def simulator_url() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
+def _static_from_source(settings):
+    """Static files from the source folders: no `collectstatic` needed, no stale copy used."""
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     """Each test starts with an empty in-memory channel layer (queues belong to one loop)."""
     yield
