@@ -1,5 +1,9 @@
 from django import forms
 
+from .models import Attachment
+
+MAX_ATTACHMENTS = 10
+
 
 class ComposerForm(forms.Form):
     text = forms.CharField(
@@ -8,9 +12,39 @@ class ComposerForm(forms.Form):
         max_length=100_000,
         error_messages={"max_length": "A message can be at most %(limit_value)d characters."},
     )
+    # Keys of uploads that are ready (see chat/attachments.py).
+    attachments = forms.Field(required=False)
 
-    def clean_text(self) -> str:
-        text = self.cleaned_data["text"]
-        if not text.strip():
-            raise forms.ValidationError("Type a message first.")
-        return text
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_attachments(self) -> list[Attachment]:
+        keys = list(dict.fromkeys(self.data.getlist("attachments") if self.data else []))
+        if len(keys) > MAX_ATTACHMENTS:
+            raise forms.ValidationError(f"At most {MAX_ATTACHMENTS} attachments per message.")
+        if not keys:
+            return []
+        found = {
+            a.key: a
+            for a in Attachment.objects.filter(key__in=keys, owner=self.user, message__isnull=True)
+        }
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise forms.ValidationError(
+                "An attachment is no longer available; remove it and attach the file again."
+            )
+        waiting = [a for a in found.values() if a.status != Attachment.Status.READY]
+        if waiting:
+            names = ", ".join(a.original_name or "a file" for a in waiting)
+            raise forms.ValidationError(
+                f"Wait until {names} has finished uploading and converting, or remove it."
+            )
+        return [found[k] for k in keys]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not (cleaned.get("text") or "").strip() and not cleaned.get("attachments"):
+            if "text" not in self.errors and "attachments" not in self.errors:
+                self.add_error("text", "Type a message or attach a file first.")
+        return cleaned

@@ -1,9 +1,63 @@
-"""Pure functions: a conversation's messages and settings -> the request body the API expects."""
+"""A conversation's messages and settings -> the request body the API expects.
 
-from collections.abc import Iterable
+Media travel inline as base64 data URLs. Building the body never reads a file: each media value
+is an `InlineMedia` that `encode_body` streams from disk as base64 while the request is sent, so a
+1 GB video is never held in memory. `elided` gives the same body with the media summarised, for
+saving and showing.
+"""
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .models import Message
+from .models import Attachment, Message
+
+BASE64_CHUNK = 3 * 256 * 1024  # a multiple of 3, so encoded pieces join into valid base64
+
+
+@dataclass(frozen=True)
+class InlineMedia:
+    """Stands in a request body for `prefix` + the base64 of the file at `path`."""
+
+    path: str
+    prefix: str
+    size: int
+
+    @property
+    def encoded_length(self) -> int:
+        return len(self.prefix) + 4 * ((self.size + 2) // 3)
+
+    def describe(self) -> str:
+        return f"{self.prefix}… ({_human_size(self.size)} elided)"
+
+
+def _human_size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"
+
+
+def media_part(attachment: Attachment) -> dict[str, Any]:
+    """The API's content part for one attachment (NOTES.md, "Input parts")."""
+    sent = attachment.sent_file
+    content_type = attachment.sent_content_type
+    if attachment.kind == Attachment.Kind.IMAGE:
+        media = InlineMedia(sent.path, f"data:{content_type};base64,", sent.size)
+        return {"type": "image_url", "image_url": {"url": media, "detail": "auto"}}
+    if attachment.kind == Attachment.Kind.AUDIO:
+        audio_format = "mp3" if content_type == "audio/mpeg" else "wav"
+        # The vendor's own examples use a data URL with no media type for audio.
+        media = InlineMedia(sent.path, "data:;base64,", sent.size)
+        return {"type": "input_audio", "input_audio": {"data": media, "format": audio_format}}
+    media = InlineMedia(sent.path, f"data:{content_type};base64,", sent.size)
+    return {"type": "video_url", "video_url": {"url": media}}
+
 
 # Request fields a conversation's settings may carry, sent only when set.
 SETTING_FIELDS = (
@@ -27,29 +81,42 @@ SETTING_FIELDS = (
 )
 
 
-def message_part(message: Message) -> dict[str, Any] | None:
+def message_part(message: Message, attachments: list[Attachment]) -> dict[str, Any] | None:
     """One stored message as an API message, or None when it has nothing to send."""
     if message.role == Message.Role.ASSISTANT:
         if not message.content:
             return None
         return {"role": "assistant", "content": message.content}
     if message.role == Message.Role.USER:
-        return {"role": "user", "content": message.content}
+        if not attachments:
+            return {"role": "user", "content": message.content}
+        parts: list[dict[str, Any]] = []
+        if message.content.strip():
+            parts.append({"type": "text", "text": message.content})
+        parts.extend(media_part(a) for a in attachments)
+        return {"role": "user", "content": parts}
     if message.role == Message.Role.SYSTEM:
         return {"role": "system", "content": message.content}
     return None
 
 
 def build_request(
-    history: Iterable[Message], conversation_settings: dict[str, Any], model: str
+    history: Iterable[Message],
+    conversation_settings: dict[str, Any],
+    model: str,
+    attachments: Mapping[int, list[Attachment]] | None = None,
 ) -> dict[str, Any]:
-    """The request body for the next reply after `history` (oldest first)."""
+    """The request body for the next reply after `history` (oldest first). Pure.
+
+    `attachments` maps a message's id to the files sent with it.
+    """
+    attachments = attachments or {}
     messages: list[dict[str, Any]] = []
     system_prompt = (conversation_settings.get("system_prompt") or "").strip()
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
     for message in history:
-        part = message_part(message)
+        part = message_part(message, attachments.get(message.pk, []))
         if part is not None:
             messages.append(part)
     body: dict[str, Any] = {
@@ -63,3 +130,54 @@ def build_request(
         if value is not None and value != "" and value != []:
             body[field] = value
     return body
+
+
+def _walk(value: Any, replace) -> Any:
+    if isinstance(value, InlineMedia):
+        return replace(value)
+    if isinstance(value, dict):
+        return {k: _walk(v, replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, replace) for v in value]
+    return value
+
+
+def elided(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with each inline medium replaced by a short description. Pure."""
+    return _walk(body, InlineMedia.describe)
+
+
+# A string no request can contain: json.dumps writes NUL as \u0000, and the real text never
+# carries that escape next to this marker.
+_PLACEHOLDER = re.compile(r'"\\u0000media\d+\\u0000"')
+
+
+def _template(body: dict[str, Any]) -> tuple[list[str], list[InlineMedia]]:
+    """The body's JSON split around its media: n + 1 text pieces around n media. Pure."""
+    media: list[InlineMedia] = []
+
+    def placeholder(item: InlineMedia) -> str:
+        media.append(item)
+        return f"\x00media{len(media) - 1}\x00"
+
+    text = json.dumps(_walk(body, placeholder), ensure_ascii=False, separators=(",", ":"))
+    return _PLACEHOLDER.split(text), media
+
+
+def body_length(body: dict[str, Any]) -> int:
+    """Exact byte length of what `encode_body` sends, for a Content-Length header."""
+    texts, media = _template(body)
+    quotes = 2 * len(media)
+    return sum(len(t.encode()) for t in texts) + quotes + sum(m.encoded_length for m in media)
+
+
+async def encode_body(body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The body as JSON bytes, base64 of each medium streamed from its file piece by piece."""
+    texts, media = _template(body)
+    yield texts[0].encode()
+    for item, text in zip(media, texts[1:], strict=True):
+        yield b'"' + item.prefix.encode()
+        with open(item.path, "rb") as source:
+            while chunk := await asyncio.to_thread(source.read, BASE64_CHUNK):
+                yield base64.b64encode(chunk)
+        yield b'"' + text.encode()

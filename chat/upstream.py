@@ -25,6 +25,8 @@ import httpx
 from django.conf import settings
 from httpx_sse import EventSource, aconnect_sse
 
+from .payloads import body_length, encode_body
+
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1000  # characters of an upstream message kept for the UI
@@ -499,6 +501,8 @@ async def stream_chat(
 ) -> AsyncIterator[StreamEvent]:
     """POST the payload to {base}/chat/completions and yield its events until it finishes.
 
+    The body is streamed (`payloads.encode_body`): media in it are read from disk as it is sent.
+
     `client` (tests, tools) must have a base_url; the default is get_client(). Close the
     generator (`contextlib.aclosing`) if you stop early, so the connection is released at once.
     """
@@ -511,8 +515,9 @@ async def stream_chat(
     answered = False
     try:
         try:
+            headers = {**request_headers(), "Content-Length": str(body_length(body))}
             async with aconnect_sse(
-                client, "POST", "chat/completions", json=body, headers=request_headers()
+                client, "POST", "chat/completions", content=encode_body(body), headers=headers
             ) as source:
                 answered = True
                 await _check_response(source.response)

@@ -17,8 +17,8 @@ from django_htmx.middleware import HtmxDetails
 
 from . import generation
 from .forms import ComposerForm
-from .models import Conversation, Message, title_from_text
-from .payloads import build_request
+from .models import Attachment, Conversation, Message, title_from_text
+from .payloads import build_request, elided
 
 SIDEBAR_SIZE = 200
 
@@ -118,14 +118,17 @@ def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, 
     """Create the streaming assistant row that answers `parent`, and its request body."""
     now = timezone.now()
     path = history(list(conversation.messages.all()), parent)
-    payload = build_request(path, conversation.settings, settings.PLAYGROUND_MODEL)
+    files: dict[int, list[Attachment]] = {}
+    for attachment in Attachment.objects.filter(message__in=[m.pk for m in path]):
+        files.setdefault(attachment.message_id, []).append(attachment)
+    payload = build_request(path, conversation.settings, settings.PLAYGROUND_MODEL, files)
     assistant = Message.objects.create(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=payload["model"],
-        request=payload,
+        request=elided(payload),
         started_at=now,
         checkpoint_at=now,
     )
@@ -134,20 +137,25 @@ def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, 
 
 
 @transaction.atomic
-def _create_turn(user, conversation_id: int | None, text: str):
+def _create_turn(user, conversation_id: int | None, text: str, attachments: list[Attachment]):
     if conversation_id is None:
-        conversation = Conversation.objects.create(owner=user, title=title_from_text(text))
+        title = title_from_text(text or " ".join(a.original_name for a in attachments))
+        conversation = Conversation.objects.create(owner=user, title=title)
     else:
         conversation = get_object_or_404(
             Conversation.objects.select_for_update(), pk=conversation_id, owner=user
         )
     last = conversation.messages.order_by("-id").first()
     if not conversation.title:
-        conversation.title = title_from_text(text)
+        conversation.title = title_from_text(text or " ".join(a.original_name for a in attachments))
         conversation.save(update_fields=["title"])
     user_message = Message.objects.create(
         conversation=conversation, parent=last, role=Message.Role.USER, content=text
     )
+    for attachment in attachments:
+        attachment.conversation = conversation
+        attachment.message = user_message
+        attachment.save(update_fields=["conversation", "message"])
     assistant, payload = _begin_reply(conversation, user_message)
     return conversation, [user_message, assistant], payload
 
@@ -177,8 +185,8 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
 @login_required
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
     user = await request.auser()
-    form = ComposerForm(request.POST)
-    if not form.is_valid():
+    form = ComposerForm(request.POST, user=user)
+    if not await sync_to_async(form.is_valid)():
         # The text stays in the composer, with the reason beside it.
         if request.htmx:
             conversation = None
@@ -191,7 +199,7 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
     conversation, messages, payload = await sync_to_async(_create_turn)(
-        user, conversation_id, form.cleaned_data["text"]
+        user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
     )
     await _announce(conversation, messages)
     generation.start(messages[-1], payload)

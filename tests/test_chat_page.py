@@ -36,7 +36,7 @@ def test_an_empty_message_is_refused_in_place(client, alice):
     response = client.post("/new/send/", {"text": "   \n"}, headers={"HX-Request": "true"})
     assert response.status_code == 422
     html = response.content.decode()
-    assert 'data-testid="error"' in html and "Type a message first." in html
+    assert 'data-testid="error"' in html and "Type a message or attach a file first." in html
     assert Conversation.objects.count() == 0
 
 
