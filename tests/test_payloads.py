@@ -48,3 +48,62 @@ def test_history_follows_parents_so_a_retried_reply_replaces_the_failed_one():
     body = build_request(path, {}, MODEL)
     assert [m["content"] for m in body["messages"]] == ["Q1", "A1", "Q2"]
     assert request_errors(body) == []
+
+
+def _attachment(tmp_path, kind: str, content_type: str, data: bytes, derived_type: str = ""):
+    from chat.models import Attachment
+
+    (tmp_path / "attachments").mkdir(exist_ok=True)
+    (tmp_path / "attachments" / f"{kind}.bin").write_bytes(data)
+    return Attachment(
+        kind=kind,
+        file=f"attachments/{kind}.bin",
+        content_type=content_type,
+        derived_content_type=derived_type,
+    )
+
+
+async def _encoded(body) -> bytes:
+    from chat.payloads import encode_body
+
+    return b"".join([piece async for piece in encode_body(body)])
+
+
+async def test_each_attachment_kind_becomes_the_part_the_api_expects(tmp_path, settings):
+    import base64
+    import json
+
+    from chat.payloads import body_length, elided
+
+    settings.MEDIA_ROOT = tmp_path
+    image = _attachment(tmp_path, "image", "image/png", b"\x89PNG fake image")
+    audio = _attachment(tmp_path, "audio", "audio/mpeg", b"ID3 fake mp3")
+    video = _attachment(tmp_path, "video", "video/mp4", b"\x00\x00\x00\x18ftypmp42" * 1000)
+    body = build_request([msg(1, "user", "What is this?")], {}, MODEL, {1: [image, audio, video]})
+
+    sent = json.loads(await _encoded(body))
+    assert request_errors(sent) == []
+    parts = sent["messages"][0]["content"]
+    assert parts[0] == {"type": "text", "text": "What is this?"}
+    assert parts[1]["type"] == "image_url" and parts[1]["image_url"]["detail"] == "auto"
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert base64.b64decode(parts[1]["image_url"]["url"].split(",")[1]) == b"\x89PNG fake image"
+    assert parts[2]["input_audio"]["format"] == "mp3"
+    assert base64.b64decode(parts[2]["input_audio"]["data"].split(",")[1]) == b"ID3 fake mp3"
+    video_bytes = base64.b64decode(parts[3]["video_url"]["url"].split(",")[1])
+    assert video_bytes == b"\x00\x00\x00\x18ftypmp42" * 1000
+    assert len(await _encoded(body)) == body_length(body)
+    shown = json.dumps(elided(body))
+    assert "base64," in shown and "elided" in shown and "ftyp" not in shown
+
+
+async def test_an_attachment_without_text_is_sent_alone(tmp_path, settings):
+    import json
+
+    settings.MEDIA_ROOT = tmp_path
+    audio = _attachment(tmp_path, "audio", "audio/wav", b"RIFF....WAVE")
+    body = build_request([msg(1, "user", "")], {}, MODEL, {1: [audio]})
+    sent = json.loads(await _encoded(body))
+    assert [p["type"] for p in sent["messages"][0]["content"]] == ["input_audio"]
+    assert sent["messages"][0]["content"][0]["input_audio"]["format"] == "wav"
+    assert request_errors(sent) == []
