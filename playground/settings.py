@@ -245,6 +245,13 @@ PLAYGROUND_USE_SIMULATOR = not PLAYGROUND_API_KEY and not _api_base_set
 PLAYGROUND_MODEL = envstr("PLAYGROUND_MODEL", "alibaba/qwen3.5-omni-flash").strip()
 if not PLAYGROUND_MODEL:
     raise ImproperlyConfigured("PLAYGROUND_MODEL must not be empty")
+# Models offered in the settings panel.
+PLAYGROUND_MODELS = [
+    m.strip()
+    for m in envstr("PLAYGROUND_MODELS", f"{PLAYGROUND_MODEL},alibaba/qwen3.5-omni-plus").split(",")
+    if m.strip()
+]
+PLAYGROUND_MODELS = list(dict.fromkeys(PLAYGROUND_MODELS))
 PLAYGROUND_CONNECT_TIMEOUT = envfloat("PLAYGROUND_CONNECT_TIMEOUT", "10", minimum=0.1)
 PLAYGROUND_READ_TIMEOUT = envfloat("PLAYGROUND_READ_TIMEOUT", "120", minimum=0.1)
 PLAYGROUND_SIMULATOR_DELAY = envfloat("PLAYGROUND_SIMULATOR_DELAY", "0.03")

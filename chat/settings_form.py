@@ -1,0 +1,251 @@
+"""The generation settings panel: every request field that changes the answer, validated with
+the published schema's ranges, stored on the conversation in the API's own shape."""
+
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+KNOWN_VOICES = ["Tina", "Ethan", "Serena", "Chelsie", "Cherry"]
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_TOOLS = 128
+MAX_STOP = 4
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise forms.ValidationError(f"{what} is not valid JSON: {exc}") from None
+
+
+def validate_json_schema(schema: Any, what: str) -> None:
+    """A JSON Schema object that itself validates against the JSON Schema meta-schema."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict):
+        raise forms.ValidationError(f"{what} must be a JSON object (a JSON Schema).")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise forms.ValidationError(f"{what} is not a valid JSON Schema: {exc.message}") from None
+
+
+def parse_tools(text: str) -> list[dict[str, Any]]:
+    """Function definitions from the tools editor, in the API's `tools` shape."""
+    value = _json(text, "Tools")
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise forms.ValidationError("Tools must be a JSON list of function definitions.")
+    if len(value) > MAX_TOOLS:
+        raise forms.ValidationError(f"At most {MAX_TOOLS} tools; this list has {len(value)}.")
+    tools, names = [], set()
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            raise forms.ValidationError(f"Tool {number} must be a JSON object.")
+        function = (
+            item.get("function", item) if item.get("type", "function") == "function" else None
+        )
+        if not isinstance(function, dict):
+            raise forms.ValidationError(f'Tool {number}: only "type": "function" is supported.')
+        name = function.get("name")
+        if not isinstance(name, str) or not FUNCTION_NAME.match(name):
+            raise forms.ValidationError(
+                f"Tool {number}: the name must be 1 to 64 letters, digits, _ or -."
+            )
+        if name in names:
+            raise forms.ValidationError(f"Tool {number}: the name {name!r} is used twice.")
+        names.add(name)
+        parameters = function.get("parameters", {"type": "object", "properties": {}})
+        validate_json_schema(parameters, f"Tool {name!r} parameters")
+        clean = {"name": name, "parameters": parameters}
+        if isinstance(function.get("description"), str):
+            clean["description"] = function["description"]
+        if isinstance(function.get("strict"), bool):
+            clean["strict"] = function["strict"]
+        tools.append({"type": "function", "function": clean})
+    return tools
+
+
+class SettingsForm(forms.Form):
+    """Field names follow the API; blank means "not sent" (the model's default applies)."""
+
+    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    model = forms.ChoiceField(required=False)
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
+    top_p = forms.FloatField(required=False, min_value=0.01, max_value=1)
+    max_tokens = forms.IntegerField(required=False, min_value=1)
+    stop = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One stop sequence per line, up to 4.",
+    )
+    seed = forms.IntegerField(required=False, min_value=1)
+    presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
+    frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
+    response_format = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Text (default)"),
+            ("json_object", "JSON object"),
+            ("json_schema", "JSON schema"),
+        ],
+    )
+    json_schema = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
+        help_text='{"name": "answer", "schema": {...}, "strict": true}, or just the schema.',
+    )
+    enable_thinking = forms.BooleanField(required=False)
+    thinking_budget = forms.IntegerField(required=False, min_value=1)
+    logprobs = forms.BooleanField(required=False)
+    top_logprobs = forms.IntegerField(required=False, min_value=0, max_value=20)
+    audio_output = forms.BooleanField(required=False, label="Spoken answer (audio output)")
+    voice = forms.CharField(required=False, max_length=64)
+    tools = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"})
+    )
+    tool_choice = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="auto, none, required, or the name of one function.",
+    )
+    parallel_tool_calls = forms.NullBooleanField(
+        required=False,
+        widget=forms.Select(choices=[("", "Default"), ("true", "Yes"), ("false", "No")]),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        models = settings.PLAYGROUND_MODELS
+        self.fields["model"].choices = [("", f"Default ({settings.PLAYGROUND_MODEL})")] + [
+            (m, m) for m in models
+        ]
+
+    def clean_stop(self) -> list[str]:
+        lines = [line for line in self.cleaned_data["stop"].splitlines() if line != ""]
+        if len(lines) > MAX_STOP:
+            raise forms.ValidationError(
+                f"At most {MAX_STOP} stop sequences; you gave {len(lines)}."
+            )
+        return lines
+
+    def clean_json_schema(self) -> dict[str, Any] | None:
+        text = self.cleaned_data["json_schema"].strip()
+        if not text:
+            return None
+        value = _json(text, "The JSON schema")
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The JSON schema must be a JSON object.")
+        wrapped = value if "schema" in value else {"name": "response", "schema": value}
+        name = wrapped.get("name", "response")
+        if not isinstance(name, str) or not FUNCTION_NAME.match(name):
+            raise forms.ValidationError(
+                "The schema's name must be 1 to 64 letters, digits, _ or -."
+            )
+        validate_json_schema(wrapped["schema"], "The schema")
+        clean = {"name": name, "schema": wrapped["schema"]}
+        if isinstance(wrapped.get("strict"), bool):
+            clean["strict"] = wrapped["strict"]
+        return clean
+
+    def clean_tools(self) -> list[dict[str, Any]]:
+        text = self.cleaned_data["tools"].strip()
+        return parse_tools(text) if text else []
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("response_format") == "json_schema" and not data.get("json_schema"):
+            if "json_schema" not in self.errors:
+                self.add_error("json_schema", "Give the JSON schema the answer must follow.")
+        if data.get("thinking_budget") and not data.get("enable_thinking"):
+            self.add_error("thinking_budget", "A thinking budget needs thinking turned on.")
+        if data.get("top_logprobs") is not None and not data.get("logprobs"):
+            self.add_error("top_logprobs", "Top log-probabilities need log-probabilities on.")
+        if data.get("audio_output") and data.get("enable_thinking"):
+            self.add_error(
+                "audio_output",
+                "The model cannot speak and think in one reply: the vendor offers audio output "
+                "only with thinking off. Turn one of them off.",
+            )
+        if data.get("audio_output") and not (data.get("voice") or "").strip():
+            self.add_error("voice", f"Pick a voice for spoken answers, e.g. {KNOWN_VOICES[0]}.")
+        choice = (data.get("tool_choice") or "").strip()
+        names = [t["function"]["name"] for t in data.get("tools") or []]
+        if choice and choice not in ("auto", "none", "required") and choice not in names:
+            self.add_error(
+                "tool_choice",
+                f"{choice!r} is not one of the tools; use auto, none, required or a tool's name.",
+            )
+        if (choice or data.get("parallel_tool_calls") is not None) and not names:
+            self.add_error("tool_choice", "Tool choice and parallel calls need at least one tool.")
+        return data
+
+    def to_settings(self) -> dict[str, Any]:
+        """The cleaned form as stored on a conversation: API-shaped, only what was set."""
+        data = self.cleaned_data
+        result: dict[str, Any] = {}
+        if data["system_prompt"].strip():
+            result["system_prompt"] = data["system_prompt"]
+        if data["model"]:
+            result["model"] = data["model"]
+        for name in (
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "thinking_budget",
+            "top_logprobs",
+        ):
+            if data[name] is not None:
+                result[name] = data[name]
+        if data["stop"]:
+            result["stop"] = data["stop"]
+        if data["response_format"] == "json_object":
+            result["response_format"] = {"type": "json_object"}
+        elif data["response_format"] == "json_schema":
+            result["response_format"] = {"type": "json_schema", "json_schema": data["json_schema"]}
+        if data["enable_thinking"]:
+            result["enable_thinking"] = True
+        if data["logprobs"]:
+            result["logprobs"] = True
+        if data["audio_output"]:
+            result["modalities"] = ["text", "audio"]
+            result["audio"] = {"voice": data["voice"].strip(), "format": "wav"}
+        if data["tools"]:
+            result["tools"] = data["tools"]
+            choice = (data["tool_choice"] or "").strip()
+            if choice in ("auto", "none", "required"):
+                result["tool_choice"] = choice
+            elif choice:
+                result["tool_choice"] = {"type": "function", "function": {"name": choice}}
+            if data["parallel_tool_calls"] is not None:
+                result["parallel_tool_calls"] = data["parallel_tool_calls"]
+        return result
+
+
+def initial_from_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """The form's initial values for settings stored by `SettingsForm.to_settings`. Pure."""
+    initial = {k: v for k, v in stored.items() if k in SettingsForm.base_fields}
+    initial["stop"] = "\n".join(stored.get("stop") or [])
+    response_format = (stored.get("response_format") or {}).get("type", "")
+    initial["response_format"] = "" if response_format == "text" else response_format
+    if response_format == "json_schema":
+        initial["json_schema"] = json.dumps(stored["response_format"]["json_schema"], indent=2)
+    if "audio" in (stored.get("modalities") or []):
+        initial["audio_output"] = True
+        initial["voice"] = (stored.get("audio") or {}).get("voice", "")
+    initial["tools"] = json.dumps(stored["tools"], indent=2) if stored.get("tools") else ""
+    if "parallel_tool_calls" in stored:
+        initial["parallel_tool_calls"] = "true" if stored["parallel_tool_calls"] else "false"
+    choice = stored.get("tool_choice")
+    initial["tool_choice"] = (
+        choice["function"]["name"] if isinstance(choice, dict) else choice or ""
+    )
+    return initial
