@@ -188,3 +188,30 @@ class Attachment(models.Model):
     @property
     def sent_content_type(self) -> str:
         return self.derived_content_type or self.content_type
+
+
+class Preset(models.Model):
+    """Named generation settings a person can apply to a conversation; one may be the default
+    for new chats."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
+    name = models.CharField(max_length=80)
+    settings = models.JSONField(default=dict, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_preset_name"),
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=models.Q(is_default=True),
+                name="one_default_preset",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -105,7 +105,9 @@ class SettingsForm(forms.Form):
     logprobs = forms.BooleanField(required=False)
     top_logprobs = forms.IntegerField(required=False, min_value=0, max_value=20)
     audio_output = forms.BooleanField(required=False, label="Spoken answer (audio output)")
-    voice = forms.CharField(required=False, max_length=64)
+    voice = forms.CharField(
+        required=False, max_length=64, widget=forms.TextInput(attrs={"list": "known-voices"})
+    )
     tools = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"})
     )

@@ -14,4 +14,24 @@ urlpatterns = [
     path("c/<int:conversation_id>/send/", views.send, name="send"),
     path("c/<int:conversation_id>/stop/", views.stop, name="stop"),
     path("c/<int:conversation_id>/m/<int:message_id>/retry/", views.retry, name="retry"),
+    path(
+        "c/<int:conversation_id>/settings/",
+        views.conversation_settings,
+        name="conversation_settings",
+    ),
+    path("settings/", views.default_settings, name="default_settings"),
+    path("presets/", views.save_preset, name="save_preset"),
+    path("presets/<int:preset_id>/apply/", views.apply_preset, name="apply_preset"),
+    path("presets/<int:preset_id>/default/", views.default_preset, name="default_preset"),
+    path("presets/<int:preset_id>/delete/", views.delete_preset, name="delete_preset"),
+]
+
+# uploads
+from . import attachments  # noqa: E402
+
+urlpatterns += [
+    path("uploads/", attachments.start, name="upload_start"),
+    path("uploads/<slug:key>/", attachments.upload, name="upload"),
+    path("uploads/<slug:key>/delete/", attachments.delete, name="upload_delete"),
+    path("media/<slug:key>/<slug:variant>/", attachments.serve, name="attachment_media"),
 ]

@@ -17,8 +17,9 @@ from django_htmx.middleware import HtmxDetails
 
 from . import generation
 from .forms import ComposerForm
-from .models import Attachment, Conversation, Message, title_from_text
+from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
+from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
 
 SIDEBAR_SIZE = 200
 
@@ -89,6 +90,9 @@ def _chat_page(
         "conversations": conversations,
         "messages": messages,
         "form": form,
+        "settings_form": settings_form_for(request.user, conversation),
+        "presets": request.user.presets.all(),
+        "known_voices": KNOWN_VOICES,
     }
     return render(request, "chat/chat.html", context)
 
@@ -140,7 +144,9 @@ def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, 
 def _create_turn(user, conversation_id: int | None, text: str, attachments: list[Attachment]):
     if conversation_id is None:
         title = title_from_text(text or " ".join(a.original_name for a in attachments))
-        conversation = Conversation.objects.create(owner=user, title=title)
+        conversation = Conversation.objects.create(
+            owner=user, title=title, settings=_default_settings(user)
+        )
     else:
         conversation = get_object_or_404(
             Conversation.objects.select_for_update(), pk=conversation_id, owner=user
@@ -262,3 +268,142 @@ async def stop(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
+
+
+# Generation settings and presets
+
+
+def _panel(request, conversation: Conversation | None, form: SettingsForm, status=200, saved=""):
+    context = {
+        "conversation": conversation,
+        "settings_form": form,
+        "presets": request.user.presets.all(),
+        "known_voices": KNOWN_VOICES,
+        "saved": saved,
+    }
+    return render(request, "chat/settings.html#panel", context, status=status)
+
+
+def _default_settings(user) -> dict:
+    preset = user.presets.filter(is_default=True).first()
+    return dict(preset.settings) if preset else {}
+
+
+def settings_form_for(user, conversation: Conversation | None) -> SettingsForm:
+    stored = conversation.settings if conversation else _default_settings(user)
+    return SettingsForm(initial=initial_from_settings(stored))
+
+
+@login_required
+def conversation_settings(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    """Show or save a conversation's settings; the next reply uses them."""
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    if request.method != "POST":
+        return _panel(request, conversation, settings_form_for(request.user, conversation))
+    form = SettingsForm(request.POST)
+    if not form.is_valid():
+        return _panel(request, conversation, form, status=422)
+    conversation.settings = form.to_settings()
+    conversation.save(update_fields=["settings"])
+    return _panel(request, conversation, form, saved="Saved. The next reply uses these settings.")
+
+
+@login_required
+def default_settings(request: HtmxHttpRequest) -> HttpResponse:
+    """Settings for new chats: kept as the person's default preset."""
+    if request.method != "POST":
+        return _panel(request, None, settings_form_for(request.user, None))
+    form = SettingsForm(request.POST)
+    if not form.is_valid():
+        return _panel(request, None, form, status=422)
+    with transaction.atomic():
+        preset = request.user.presets.filter(is_default=True).first()
+        if preset is None:
+            preset = Preset(owner=request.user, name=_free_preset_name(request.user, "Default"))
+            preset.is_default = True
+        preset.settings = form.to_settings()
+        preset.save()
+    return _panel(request, None, form, saved="Saved as the default for new chats.")
+
+
+def _free_preset_name(user, name: str) -> str:
+    taken = set(user.presets.values_list("name", flat=True))
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name} {n}", n + 1
+    return candidate
+
+
+@require_POST
+@login_required
+def save_preset(request: HtmxHttpRequest) -> HttpResponse:
+    """Save the panel's current values as a named preset."""
+    conversation = None
+    if request.POST.get("conversation"):
+        conversation = get_object_or_404(
+            Conversation, pk=request.POST["conversation"], owner=request.user
+        )
+    form = SettingsForm(request.POST)
+    name = " ".join(request.POST.get("preset_name", "").split())[:80]
+    if not name:
+        form.is_valid()
+        form.add_error(None, "Give the preset a name.")
+        return _panel(request, conversation, form, status=422)
+    if not form.is_valid():
+        return _panel(request, conversation, form, status=422)
+    Preset.objects.update_or_create(
+        owner=request.user, name=name, defaults={"settings": form.to_settings()}
+    )
+    return _panel(request, conversation, form, saved=f"Saved preset “{name}”.")
+
+
+@require_POST
+@login_required
+def apply_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
+    preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
+    conversation = None
+    if request.POST.get("conversation"):
+        conversation = get_object_or_404(
+            Conversation, pk=request.POST["conversation"], owner=request.user
+        )
+        conversation.settings = dict(preset.settings)
+        conversation.save(update_fields=["settings"])
+    form = SettingsForm(initial=initial_from_settings(preset.settings))
+    return _panel(request, conversation, form, saved=f"Applied “{preset.name}”.")
+
+
+@require_POST
+@login_required
+def default_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
+    preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
+    with transaction.atomic():
+        request.user.presets.filter(is_default=True).update(is_default=False)
+        preset.is_default = True
+        preset.save(update_fields=["is_default"])
+    conversation = _conversation_from_post(request)
+    return _panel(
+        request,
+        conversation,
+        settings_form_for(request.user, conversation),
+        saved=f"New chats now start with “{preset.name}”.",
+    )
+
+
+@require_POST
+@login_required
+def delete_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
+    preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
+    preset.delete()
+    conversation = _conversation_from_post(request)
+    return _panel(
+        request,
+        conversation,
+        settings_form_for(request.user, conversation),
+        saved=f"Deleted “{preset.name}”.",
+    )
+
+
+def _conversation_from_post(request) -> Conversation | None:
+    if not request.POST.get("conversation"):
+        return None
+    return get_object_or_404(Conversation, pk=request.POST["conversation"], owner=request.user)

@@ -92,6 +92,8 @@
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("[data-action=toggle-sidebar]");
     if (toggle) document.body.classList.toggle("sidebar-open");
+    var settings = event.target.closest("[data-action=toggle-settings]");
+    if (settings) document.body.classList.toggle("settings-open");
   });
 
   document.addEventListener("DOMContentLoaded", function () {

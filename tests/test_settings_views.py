@@ -1,0 +1,110 @@
+import pytest
+
+from chat.models import Conversation, Preset
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(django_user_model, client):
+    user = django_user_model.objects.create_user("alice")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def conversation(alice):
+    return Conversation.objects.create(owner=alice, title="Tuning")
+
+
+def test_valid_settings_are_saved_on_the_conversation(client, conversation):
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"temperature": "0.4", "seed": "9", "system_prompt": "Be terse."},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert 'data-testid="settings-saved"' in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.settings == {"temperature": 0.4, "seed": 9, "system_prompt": "Be terse."}
+
+
+def test_a_wrong_value_is_shown_beside_its_field_and_nothing_is_saved(client, conversation):
+    conversation.settings = {"temperature": 1.0}
+    conversation.save()
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"temperature": "7", "stop": "a\nb\nc\nd\ne", "system_prompt": "Keep me"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "less than or equal to 2" in html
+    assert "At most 4 stop sequences" in html
+    assert "Keep me" in html  # what was typed stays
+    conversation.refresh_from_db()
+    assert conversation.settings == {"temperature": 1.0}
+
+
+def test_the_panel_shows_the_stored_settings(client, conversation):
+    conversation.settings = {
+        "temperature": 0.25,
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "Ethan", "format": "wav"},
+    }
+    conversation.save()
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert 'name="temperature" value="0.25"' in html
+    assert 'name="voice" value="Ethan"' in html
+    assert 'name="audio_output"' in html and "checked" in html
+
+
+def test_a_preset_is_saved_applied_made_default_and_deleted(client, alice, conversation):
+    response = client.post(
+        "/presets/",
+        {"preset_name": "Precise", "temperature": "0.1", "conversation": conversation.pk},
+    )
+    assert response.status_code == 200
+    preset = Preset.objects.get(owner=alice, name="Precise")
+    assert preset.settings == {"temperature": 0.1}
+
+    client.post(f"/presets/{preset.pk}/apply/", {"conversation": conversation.pk})
+    conversation.refresh_from_db()
+    assert conversation.settings == {"temperature": 0.1}
+
+    client.post(f"/presets/{preset.pk}/default/")
+    preset.refresh_from_db()
+    assert preset.is_default
+
+    client.post(f"/presets/{preset.pk}/delete/")
+    assert not Preset.objects.filter(pk=preset.pk).exists()
+
+
+def test_a_preset_needs_a_name(client, conversation):
+    response = client.post("/presets/", {"preset_name": "  ", "temperature": "0.1"})
+    assert response.status_code == 422
+    assert "Give the preset a name." in response.content.decode()
+
+
+def test_default_settings_are_kept_as_the_default_preset(client, alice):
+    client.post("/settings/", {"max_tokens": "64"})
+    preset = Preset.objects.get(owner=alice, is_default=True)
+    assert preset.settings == {"max_tokens": 64}
+    html = client.get("/new/").content.decode()
+    assert 'name="max_tokens" value="64"' in html
+
+
+def test_another_users_settings_and_presets_are_out_of_reach(client, django_user_model):
+    bob = django_user_model.objects.create_user("bob")
+    theirs = Conversation.objects.create(owner=bob, title="Bob's")
+    preset = Preset.objects.create(owner=bob, name="Bob's preset", settings={"seed": 3})
+    client.force_login(django_user_model.objects.create_user("mallory"))
+    assert client.get(f"/c/{theirs.pk}/settings/").status_code == 404
+    assert client.post(f"/c/{theirs.pk}/settings/", {"seed": "1"}).status_code == 404
+    assert client.post(f"/presets/{preset.pk}/apply/").status_code == 404
+    assert client.post(f"/presets/{preset.pk}/delete/").status_code == 404
+    assert (
+        client.post("/presets/", {"preset_name": "x", "conversation": theirs.pk}).status_code == 404
+    )
+    theirs.refresh_from_db()
+    assert theirs.settings == {}
