@@ -8,43 +8,106 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attachment',
+            name="Attachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=32, unique=True)),
-                ('status', models.CharField(choices=[('uploading', 'Uploading'), ('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], default='uploading', max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('kind', models.CharField(blank=True, choices=[('image', 'Image'), ('audio', 'Audio'), ('video', 'Video')], max_length=8)),
-                ('original_name', models.CharField(blank=True, max_length=255)),
-                ('declared_size', models.BigIntegerField(default=0)),
-                ('received', models.BigIntegerField(default=0)),
-                ('content_type', models.CharField(blank=True, max_length=100)),
-                ('size', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('duration', models.FloatField(blank=True, null=True)),
-                ('codecs', models.JSONField(blank=True, default=dict)),
-                ('file', models.FileField(blank=True, max_length=300, upload_to=chat.models.attachment_path)),
-                ('derived', models.FileField(blank=True, max_length=300, upload_to=chat.models.attachment_path)),
-                ('derived_content_type', models.CharField(blank=True, max_length=100)),
-                ('poster', models.FileField(blank=True, max_length=300, upload_to=chat.models.attachment_path)),
-                ('progress', models.FloatField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='chat.conversation')),
-                ('message', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='chat.message')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=32, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("uploading", "Uploading"),
+                            ("processing", "Processing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="uploading",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[("image", "Image"), ("audio", "Audio"), ("video", "Video")],
+                        max_length=8,
+                    ),
+                ),
+                ("original_name", models.CharField(blank=True, max_length=255)),
+                ("declared_size", models.BigIntegerField(default=0)),
+                ("received", models.BigIntegerField(default=0)),
+                ("content_type", models.CharField(blank=True, max_length=100)),
+                ("size", models.BigIntegerField(default=0)),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("duration", models.FloatField(blank=True, null=True)),
+                ("codecs", models.JSONField(blank=True, default=dict)),
+                (
+                    "file",
+                    models.FileField(
+                        blank=True, max_length=300, upload_to=chat.models.attachment_path
+                    ),
+                ),
+                (
+                    "derived",
+                    models.FileField(
+                        blank=True, max_length=300, upload_to=chat.models.attachment_path
+                    ),
+                ),
+                ("derived_content_type", models.CharField(blank=True, max_length=100)),
+                (
+                    "poster",
+                    models.FileField(
+                        blank=True, max_length=300, upload_to=chat.models.attachment_path
+                    ),
+                ),
+                ("progress", models.FloatField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to="chat.message",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
     ]
