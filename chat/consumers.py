@@ -142,6 +142,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.offsets[message_id] = (content_len, reasoning_len)
         if parts:
             await self.send(text_data="".join(parts))
+        if event.get("audio"):
+            # Speech is played, not shown: the page's script takes JSON frames before htmx does.
+            await self.send_json({"type": "audio", "message": message_id, "pcm": event["audio"]})
 
     async def stream_snapshot(self, event: dict) -> None:
         message_id = event["message"]

@@ -11,8 +11,11 @@ Frames sent to the conversation group (handled by `consumers.ConversationConsume
 """
 
 import asyncio
+import base64
 import contextvars
+import hashlib
 import logging
+import secrets
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,13 +23,15 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from . import upstream
-from .models import Conversation, Message
+from . import speech, upstream
+from .models import Attachment, Conversation, Message
 from .rendering import render_markdown
+from .tool_calls import merge_fragments, ordered
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,10 @@ class Job:
         self.sent_reasoning_len = 0
         self.last_frame = 0.0
         self.flush_task: asyncio.Task | None = None
+        self.audio = bytearray()  # raw PCM of a spoken answer
+        self.pending_audio = bytearray()
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[dict[str, Any]] = []
         self.finish_reason = ""
         self.usage: dict | None = None
         self.cost: dict | None = None
@@ -180,6 +189,15 @@ class Job:
                     self.pending_reasoning.append(event.reasoning)
                     self.reasoning_len += len(event.reasoning)
                 await self.frame_due()
+            if event.audio:
+                pcm = base64.b64decode(event.audio)
+                self.audio += pcm
+                self.pending_audio += pcm
+                await self.frame_due()
+            if event.tool_calls:
+                merge_fragments(self.tool_calls, event.tool_calls)
+            if event.logprobs:
+                self.logprobs.extend(event.logprobs)
             if event.finish_reason:
                 self.finish_reason = event.finish_reason
             if event.usage is not None:
@@ -204,8 +222,11 @@ class Job:
         await self.flush()
 
     async def flush(self) -> None:
-        if not self.pending_content and not self.pending_reasoning:
+        if not self.pending_content and not self.pending_reasoning and not self.pending_audio:
             return
+        # Whole samples only: a chunk may end in the middle of one.
+        cut = len(self.pending_audio) - len(self.pending_audio) % 2
+        audio, self.pending_audio = self.pending_audio[:cut], self.pending_audio[cut:]
         frame = {
             "type": "stream.delta",
             "message": self.message_id,
@@ -213,6 +234,7 @@ class Job:
             "content_at": self.sent_content_len,
             "reasoning": "".join(self.pending_reasoning),
             "reasoning_at": self.sent_reasoning_len,
+            "audio": base64.b64encode(audio).decode() if audio else "",
         }
         self.sent_content_len = self.content_len
         self.sent_reasoning_len = self.reasoning_len
@@ -252,17 +274,45 @@ class Job:
             cost=self.cost,
             error=error,
             first_token_at=self.first_token_at,
+            tool_calls=ordered(self.tool_calls) or None,
+            logprobs=self.logprobs or None,
+            audio=bytes(self.audio),
         )
         await broadcast_final(message)
 
 
-def save_final(message_id: int, **fields: Any) -> Message:
+def save_final(message_id: int, audio: bytes = b"", **fields: Any) -> Message:
     now = timezone.now()
     fields.update(finished_at=now, checkpoint_at=now)
     Message.objects.filter(pk=message_id).update(**fields)
     message = Message.objects.select_related("conversation").get(pk=message_id)
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    if len(audio) >= 2:
+        save_spoken_answer(message, audio)
     return message
+
+
+def save_spoken_answer(message: Message, pcm: bytes) -> Attachment:
+    """The reply's speech as a WAV attachment of the message, with a player and a download."""
+    wav = speech.pcm_to_wav(pcm)
+    attachment = Attachment(
+        owner_id=message.conversation.owner_id,
+        conversation_id=message.conversation_id,
+        message=message,
+        key=secrets.token_urlsafe(16),
+        status=Attachment.Status.READY,
+        kind=Attachment.Kind.AUDIO,
+        original_name=f"reply-{message.pk}.wav",
+        content_type="audio/wav",
+        size=len(wav),
+        sha256=hashlib.sha256(wav).hexdigest(),
+        duration=speech.duration(len(wav) - 44),
+        codecs={"container": "wav", "audio": "pcm_s16le"},
+        progress=1,
+    )
+    attachment.file.save("speech.wav", ContentFile(wav), save=False)
+    attachment.save()
+    return attachment
 
 
 async def broadcast_final(message: Message) -> None:

@@ -77,6 +77,12 @@ class Message(models.Model):
     cost = models.JSONField(null=True, blank=True)
     # The request body that produced this reply, media elided.
     request = models.JSONField(null=True, blank=True)
+    # Function calls the reply asked for: [{id, type, function: {name, arguments}}].
+    tool_calls = models.JSONField(null=True, blank=True)
+    # On a `tool` message: the call it answers.
+    tool_call_id = models.CharField(max_length=200, blank=True)
+    # Per-token log-probabilities: [{token, logprob, top_logprobs: [{token, logprob}]}].
+    logprobs = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

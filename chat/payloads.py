@@ -84,9 +84,16 @@ SETTING_FIELDS = (
 def message_part(message: Message, attachments: list[Attachment]) -> dict[str, Any] | None:
     """One stored message as an API message, or None when it has nothing to send."""
     if message.role == Message.Role.ASSISTANT:
+        if message.tool_calls:
+            part = {"role": "assistant", "tool_calls": message.tool_calls}
+            if message.content:
+                part["content"] = message.content
+            return part
         if not message.content:
             return None
         return {"role": "assistant", "content": message.content}
+    if message.role == Message.Role.TOOL:
+        return {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id}
     if message.role == Message.Role.USER:
         if not attachments:
             return {"role": "user", "content": message.content}
@@ -95,9 +102,7 @@ def message_part(message: Message, attachments: list[Attachment]) -> dict[str, A
             parts.append({"type": "text", "text": message.content})
         parts.extend(media_part(a) for a in attachments)
         return {"role": "user", "content": parts}
-    if message.role == Message.Role.SYSTEM:
-        return {"role": "system", "content": message.content}
-    return None
+    return {"role": "system", "content": message.content}
 
 
 def build_request(

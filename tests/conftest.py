@@ -72,6 +72,12 @@ def _static_from_source(settings):
 
 
 @pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Uploaded and generated files go to a folder of the test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     """Each test starts with an empty in-memory channel layer (queues belong to one loop)."""
     yield

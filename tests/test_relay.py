@@ -2,15 +2,19 @@
 from the simulator on a loopback port, and pages subscribe through the real consumer."""
 
 import asyncio
+import base64
 import html
+import io
+import json
 import re
+import wave
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 from playground.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,10 +40,17 @@ class Page:
         self.reasoning: dict[int, str] = {}
         self.final: dict[int, str] = {}
         self.inserted: list[int] = []
+        self.audio: dict[int, bytearray] = {}
         self.frames = 0
 
     def apply(self, frame: str) -> None:
         self.frames += 1
+        if frame.startswith("{"):  # JSON frames carry speech
+            data = json.loads(frame)
+            self.audio.setdefault(data["message"], bytearray()).extend(
+                base64.b64decode(data["pcm"])
+            )
+            return
         for message_id, part, text in REPLACE.findall(frame):
             store = self.text if part == "text" else self.reasoning
             store[int(message_id)] = html.unescape(text)
@@ -422,3 +433,84 @@ async def test_a_process_that_died_leaves_interrupted_messages_with_their_text(a
     assert orphan.status == Message.Status.INTERRUPTED
     assert orphan.content == "Half an ans"
     assert "Half an ans" in orphan.html
+
+
+async def test_a_spoken_answer_streams_pcm_to_the_page_and_is_saved_as_a_wav(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "Tina", "format": "wav"},
+    }
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Say something [sim:delay=0.005]")
+    assert await page.receive_until_final(reply.pk) == "complete"
+
+    attachment = await Attachment.objects.aget(message=reply)
+    assert attachment.kind == "audio" and attachment.content_type == "audio/wav"
+    data = attachment.file.read()
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (24000, 2, 1)
+        frames = wav.readframes(wav.getnframes())
+    assert frames == bytes(page.audio[reply.pk])  # the page heard exactly what was saved
+    assert len(frames) > 24000  # more than half a second of speech
+    assert (
+        max(
+            abs(int.from_bytes(frames[i : i + 2], "little", signed=True)) for i in range(0, 4800, 2)
+        )
+        > 1000
+    )
+    assert attachment.duration == pytest.approx(len(frames) / 48000)
+    await page.ws.disconnect()
+
+
+async def test_tool_call_fragments_are_assembled_into_calls(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                },
+            }
+        ],
+        "tool_choice": "required",
+    }
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Weather in Paris? [sim:delay=0]")
+    await page.receive_until_final(reply.pk)
+
+    await reply.arefresh_from_db()
+    assert reply.finish_reason == "tool_calls"
+    [call] = reply.tool_calls
+    assert call["id"] and call["type"] == "function"
+    assert call["function"]["name"] == "get_weather"
+    assert "city" in json.loads(call["function"]["arguments"])
+    await page.ws.disconnect()
+
+
+async def test_log_probabilities_are_kept_per_token(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {"logprobs": True, "top_logprobs": 3}
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Probabilities [sim:delay=0] [sim:length=20]")
+    await page.receive_until_final(reply.pk)
+
+    await reply.arefresh_from_db()
+    assert len(reply.logprobs) == 20
+    assert "".join(t["token"] for t in reply.logprobs) == reply.content
+    assert all(len(t["top_logprobs"]) == 3 for t in reply.logprobs)
+    await page.ws.disconnect()
