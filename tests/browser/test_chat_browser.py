@@ -151,7 +151,9 @@ def test_an_empty_message_is_refused_beside_the_composer(app_server, new_context
     page.goto(app_server.url + "/new/")
     page.fill("textarea[name=text]", "   ")
     page.click("[data-testid=send]")
-    expect(page.locator("#composer [data-testid=error]")).to_contain_text("Type a message or attach a file first")
+    expect(page.locator("#composer [data-testid=error]")).to_contain_text(
+        "Type a message or attach a file first"
+    )
     expect(page.locator("textarea[name=text]")).to_have_value("   ")
 
 
