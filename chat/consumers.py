@@ -7,11 +7,11 @@ gets a delta that continues exactly where its copy of the text ends.
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from . import generation
 from .models import Conversation, Message
+from .rendering import message_html
 
 
 def _load_conversation(user, conversation_id: int) -> Conversation | None:
@@ -86,13 +86,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         for message in new:
             await self.send_message(message)
         for message in finished:
-            await self.send(text_data=generation.render_message(message))
+            await self.send(text_data=await sync_to_async(message_html)(message, "replace"))
         for message_id in streaming:
             self.offsets.pop(message_id, None)  # deltas wait for the snapshot
             await generation.request_snapshot(message_id, self.channel_name)
 
     async def send_message(self, message: Message) -> None:
-        html = render_to_string("chat/chat.html#message", {"message": message, "append": True})
+        html = await sync_to_async(message_html)(message, "append")
         self.last_seen = max(self.last_seen, message.pk)
         if message.status == Message.Status.STREAMING:
             self.offsets.pop(message.pk, None)

@@ -25,12 +25,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db.models import Q
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from . import speech, upstream
 from .models import Attachment, Conversation, Message
-from .rendering import render_markdown
+from .rendering import message_html, render_markdown
 from .tool_calls import merge_fragments, ordered
 
 log = logging.getLogger(__name__)
@@ -319,13 +318,12 @@ async def broadcast_final(message: Message) -> None:
     """Send the finished message, rendered once, to every open page of its conversation."""
     await get_channel_layer().group_send(
         conversation_group(message.conversation_id),
-        {"type": "message.final", "message": message.pk, "html": render_message(message)},
+        {
+            "type": "message.final",
+            "message": message.pk,
+            "html": await _db(message_html)(message, "replace"),
+        },
     )
-
-
-def render_message(message: Message) -> str:
-    """The message as the page shows it, marked to replace its earlier self (htmx oob)."""
-    return render_to_string("chat/chat.html#message", {"message": message, "oob": True})
 
 
 def interrupt_stale(lease: timedelta | None) -> list[Message]:

@@ -1,3 +1,5 @@
+import math
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -115,6 +117,58 @@ class Message(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def tool_calls_display(self) -> list[dict]:
+        from .tool_calls import pretty_arguments
+
+        shown = []
+        for call in self.tool_calls or []:
+            arguments, valid = pretty_arguments(call["function"].get("arguments", ""))
+            shown.append(
+                {
+                    "id": call["id"],
+                    "name": call["function"]["name"],
+                    "arguments": arguments,
+                    "valid": valid,
+                }
+            )
+        return shown
+
+    @property
+    def needs_tool_results(self) -> bool:
+        return bool(self.tool_calls) and self.is_final and not self.children.exists()
+
+    @property
+    def logprob_tokens(self) -> list[dict]:
+        """Tokens with their probability (percent), a shade bucket 0-9, and the alternatives."""
+        shown = []
+        for entry in self.logprobs or []:
+            percent = 100 * math.exp(entry.get("logprob", -9999))
+            alternatives = " · ".join(
+                f"{alt.get('token', '')!r} {100 * math.exp(alt.get('logprob', -9999)):.1f}%"
+                for alt in entry.get("top_logprobs") or []
+            )
+            shown.append(
+                {
+                    "token": entry.get("token", ""),
+                    "percent": percent,
+                    "bucket": min(int(percent // 10), 9),
+                    "alternatives": alternatives,
+                }
+            )
+        return shown
+
+    @property
+    def usage_details(self) -> list[tuple[str, int]]:
+        """Token counts by kind, as the upstream reported them (text, audio, image, ...)."""
+        usage = self.usage or {}
+        details = []
+        for side, label in (("prompt_tokens_details", "in"), ("completion_tokens_details", "out")):
+            for kind, count in (usage.get(side) or {}).items():
+                if isinstance(count, int) and count:
+                    details.append((f"{kind.removesuffix('_tokens')} {label}", count))
+        return details
 
     @property
     def tokens_per_second(self) -> float | None:

@@ -82,3 +82,12 @@ def render_markdown(text: str) -> str:
         link_rel="noopener noreferrer nofollow",
         filter_style_properties={"text-align"},
     )
+
+
+def message_html(message, placement: str) -> str:
+    """A message as the page shows it, marked for htmx to put in place: "append" to the
+    transcript, or "replace" its earlier self. Sync: the template may query attachments."""
+    from django.template.loader import render_to_string
+
+    context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
+    return render_to_string("chat/chat.html#message", context)

@@ -19,6 +19,12 @@ urlpatterns = [
         views.conversation_settings,
         name="conversation_settings",
     ),
+    path("c/<int:conversation_id>/m/<int:message_id>/code/", views.view_code, name="view_code"),
+    path(
+        "c/<int:conversation_id>/m/<int:message_id>/tool-results/",
+        views.tool_results,
+        name="tool_results",
+    ),
     path("settings/", views.default_settings, name="default_settings"),
     path("presets/", views.save_preset, name="save_preset"),
     path("presets/<int:preset_id>/apply/", views.apply_preset, name="apply_preset"),

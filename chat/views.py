@@ -9,16 +9,17 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import generation
+from . import code_samples, generation
 from .forms import ComposerForm
 from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
+from .rendering import message_html
 from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
 
 SIDEBAR_SIZE = 200
@@ -170,7 +171,7 @@ async def _announce(conversation: Conversation, messages: list[Message]) -> None
     """Tell every open page of the conversation about new messages, oldest first."""
     layer = get_channel_layer()
     for message in messages:
-        html = render_to_string("chat/chat.html#message", {"message": message, "append": True})
+        html = await sync_to_async(message_html)(message, "append")
         await layer.group_send(
             conversation.group_name,
             {
@@ -407,3 +408,76 @@ def _conversation_from_post(request) -> Conversation | None:
     if not request.POST.get("conversation"):
         return None
     return get_object_or_404(Conversation, pk=request.POST["conversation"], owner=request.user)
+
+
+@login_required
+def view_code(request: HtmxHttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """The exact request behind a reply, as code to run elsewhere."""
+    message = get_object_or_404(
+        Message,
+        pk=message_id,
+        conversation__pk=conversation_id,
+        conversation__owner=request.user,
+        role=Message.Role.ASSISTANT,
+    )
+    body = message.request or {}
+    url = f"{settings.PLAYGROUND_API_BASE}/chat/completions"
+    with_key = bool(settings.PLAYGROUND_API_KEY) or settings.PLAYGROUND_USE_SIMULATOR
+    context = {
+        "message": message,
+        "samples": code_samples.samples(url, body, with_key),
+        "elided": code_samples.has_elided_media(body),
+    }
+    return render(request, "chat/chat.html#code", context)
+
+
+def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, str]):
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    call_message = get_object_or_404(
+        Message, pk=message_id, conversation=conversation, role=Message.Role.ASSISTANT
+    )
+    calls = call_message.tool_calls or []
+    missing = [c["function"]["name"] for c in calls if not results.get(c["id"], "").strip()]
+    if not calls or missing:
+        return conversation, None, None, f"Give a result for {', '.join(missing)}."
+    with transaction.atomic():
+        parent = call_message
+        created = []
+        for call in calls:  # one tool message per call, in the order the model made them
+            parent = Message.objects.create(
+                conversation=conversation,
+                parent=parent,
+                role=Message.Role.TOOL,
+                content=results[call["id"]],
+                tool_call_id=call["id"],
+            )
+            created.append(parent)
+        assistant, payload = _begin_reply(conversation, parent)
+    return conversation, [*created, assistant], payload, ""
+
+
+@require_POST
+@login_required
+async def tool_results(
+    request: HtmxHttpRequest, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """The person answers the model's tool calls; the conversation continues."""
+    user = await request.auser()
+    results = {
+        key.removeprefix("result_"): value
+        for key, value in request.POST.items()
+        if key.startswith("result_")
+    }
+    conversation, messages, payload, problem = await sync_to_async(_tool_turn)(
+        user, conversation_id, message_id, results
+    )
+    if problem:
+        return HttpResponse(
+            f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>',
+            status=422,
+        )
+    await _announce(conversation, messages)
+    generation.start(messages[-1], payload)
+    if request.htmx:
+        return HttpResponse('<p class="muted small">Results sent.</p>')
+    return redirect(conversation)

@@ -514,3 +514,54 @@ async def test_log_probabilities_are_kept_per_token(upstream_is_simulator, alice
     assert "".join(t["token"] for t in reply.logprobs) == reply.content
     assert all(len(t["top_logprobs"]) == 3 for t in reply.logprobs)
     await page.ws.disconnect()
+
+
+async def test_tool_results_continue_the_conversation_in_the_right_order(
+    upstream_is_simulator, alice
+):
+    from chat.simulator.schema import request_errors
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    conversation.settings = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+    }
+    await conversation.asave()
+    page = await open_page(client, conversation.pk)
+    calling = await send(client, conversation, "Weather? [sim:tool] [sim:delay=0]")
+    await page.receive_until_final(calling.pk)
+    await calling.arefresh_from_db()
+    [call] = calling.tool_calls
+
+    empty = await client.post(
+        f"/c/{conversation.pk}/m/{calling.pk}/tool-results/",
+        {f"result_{call['id']}": " "},
+        headers={"HX-Request": "true"},
+    )
+    assert empty.status_code == 422 and "Give a result for get_weather" in empty.content.decode()
+
+    response = await client.post(
+        f"/c/{conversation.pk}/m/{calling.pk}/tool-results/",
+        {f"result_{call['id']}": '{"temperature": 21}'},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    follow_up = await conversation.messages.filter(role="assistant").alast()
+    assert follow_up.pk != calling.pk
+    assert await page.receive_until_final(follow_up.pk) == "complete"
+    await follow_up.arefresh_from_db()
+    sent = follow_up.request["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["tool_calls"][0]["id"] == call["id"]
+    assert sent[2] == {"role": "tool", "content": '{"temperature": 21}', "tool_call_id": call["id"]}
+    assert request_errors(follow_up.request) == []
+    assert "21" in follow_up.content  # the simulator quotes the tool result
+    await page.ws.disconnect()

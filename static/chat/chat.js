@@ -88,6 +88,19 @@
     }
   });
 
+  // Copy buttons (code samples).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-action=copy]");
+    if (!button) return;
+    event.preventDefault();
+    var source = document.getElementById(button.dataset.copyTarget);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    });
+  });
+
   // Phone layout: the conversation list slides over the chat.
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("[data-action=toggle-sidebar]");
