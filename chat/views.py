@@ -91,11 +91,25 @@ def _chat_page(
         "conversations": conversations,
         "messages": messages,
         "form": form,
+        "totals": usage_totals(messages),
         "settings_form": settings_form_for(request.user, conversation),
         "presets": request.user.presets.all(),
         "known_voices": KNOWN_VOICES,
     }
     return render(request, "chat/chat.html", context)
+
+
+def usage_totals(messages: list[Message]) -> dict:
+    """What a conversation has cost so far, from its replies' usage. Pure."""
+    totals = {"prompt": 0, "completion": 0, "usd": 0.0, "replies": 0}
+    for message in messages:
+        if message.usage:
+            totals["prompt"] += message.usage.get("prompt_tokens") or 0
+            totals["completion"] += message.usage.get("completion_tokens") or 0
+            totals["replies"] += 1
+        if message.cost and isinstance(message.cost.get("usd_spent"), int | float):
+            totals["usd"] += message.cost["usd_spent"]
+    return totals
 
 
 @login_required

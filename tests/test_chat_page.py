@@ -60,3 +60,19 @@ def test_pages_send_a_strict_content_security_policy(client, alice):
     policy = client.get("/new/").headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+def test_the_conversation_shows_its_token_and_cost_totals(client, alice):
+    from chat.models import Message
+
+    conversation = Conversation.objects.create(owner=alice, title="Costs")
+    for prompt, completion, usd in ((10, 20, 0.001), (30, 40, 0.002)):
+        Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            content="x",
+            usage={"prompt_tokens": prompt, "completion_tokens": completion},
+            cost={"usd_spent": usd},
+        )
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "40 → 60 tokens · $0.00300" in html
