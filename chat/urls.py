@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import attachments, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -30,12 +30,6 @@ urlpatterns = [
     path("presets/<int:preset_id>/apply/", views.apply_preset, name="apply_preset"),
     path("presets/<int:preset_id>/default/", views.default_preset, name="default_preset"),
     path("presets/<int:preset_id>/delete/", views.delete_preset, name="delete_preset"),
-]
-
-# uploads
-from . import attachments  # noqa: E402
-
-urlpatterns += [
     path("uploads/", attachments.start, name="upload_start"),
     path("uploads/<slug:key>/", attachments.upload, name="upload"),
     path("uploads/<slug:key>/delete/", attachments.delete, name="upload_delete"),
