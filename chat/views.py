@@ -85,7 +85,7 @@ def _chat_page(
     request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
 ) -> HttpResponse:
     conversations = request.user.conversations.only("id", "title", "updated_at")[:SIDEBAR_SIZE]
-    messages = list(conversation.messages.all()) if conversation else []
+    messages = list(conversation.messages.prefetch_related("attachments")) if conversation else []
     context = {
         "conversation": conversation,
         "conversations": conversations,

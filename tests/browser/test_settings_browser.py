@@ -7,6 +7,17 @@ from tests.browser.conftest import log_in, screenshot
 ASSISTANT = "[data-testid=message][data-role=assistant]"
 
 
+def send_and_wait(page, text: str):
+    """Send `text` and return the new reply once it is complete."""
+    before = page.locator(ASSISTANT).count()
+    page.fill("textarea[name=text]", text)
+    page.click("[data-testid=send]")
+    expect(page.locator(ASSISTANT)).to_have_count(before + 1)
+    reply = page.locator(ASSISTANT).last
+    expect(reply).to_have_attribute("data-status", "complete")
+    return reply
+
+
 def start_chat(page, server, text: str) -> None:
     page.goto(server.url + "/new/")
     page.fill("textarea[name=text]", text)
@@ -33,10 +44,7 @@ def test_a_wrong_setting_is_explained_in_place_and_a_right_one_is_used(app_serve
     page.click("[data-testid=save-settings]")
     expect(page.locator("[data-testid=settings-saved]")).to_be_visible()
 
-    page.fill("textarea[name=text]", "Second [sim:length=3]")
-    page.click("[data-testid=send]")
-    reply = page.locator(ASSISTANT).last
-    expect(reply).to_have_attribute("data-status", "complete")
+    reply = send_and_wait(page, "Second [sim:length=3]")
     reply.locator("[data-testid=view-code]").click()
     python = reply.locator("[data-testid=code-python]")
     expect(python).to_contain_text('"temperature": 0.3')
@@ -57,10 +65,7 @@ def test_a_spoken_answer_plays_while_streaming_and_is_saved_with_a_player(app_se
     expect(page.locator("[data-testid=settings-saved]")).to_be_visible()
     page.click("[data-action=toggle-settings] >> nth=0")
 
-    page.fill("textarea[name=text]", "Please say hello [sim:length=12]")
-    page.click("[data-testid=send]")
-    reply = page.locator(ASSISTANT).last
-    expect(reply).to_have_attribute("data-status", "complete")
+    reply = send_and_wait(page, "Please say hello [sim:length=12]")
     # Web Audio played real (non-silent) samples while the reply streamed...
     assert float(page.locator("body").get_attribute("data-speech-peak")) > 0.05
     assert float(page.locator("body").get_attribute("data-speech-seconds")) > 1
