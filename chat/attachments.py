@@ -90,6 +90,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core import signing
 from django.db import close_old_connections, connections
 from django.http import (
     Http404,
@@ -693,6 +694,35 @@ def serve(request: HttpRequest, key: str, variant: str) -> HttpResponse:
     attachment = Attachment.objects.filter(key=key, status=Attachment.Status.READY).first()
     if attachment is None or not can_view(request.user, attachment):
         raise Http404("No such file")
+    return _serve_file(request, attachment, variant)
+
+
+SIGNED_SALT = "chat.attachments.signed"
+
+
+def signed_url(attachment: Attachment) -> str:
+    """A link the API's servers can fetch the sent file from, valid for
+    PLAYGROUND_MEDIA_URL_SECONDS, on PLAYGROUND_PUBLIC_URL. Signed, so it names one file and
+    cannot be forged or extended."""
+    token = signing.dumps(attachment.key, salt=SIGNED_SALT)
+    return settings.PLAYGROUND_PUBLIC_URL + reverse("signed_media", args=[token])
+
+
+@require_safe
+def serve_signed(request: HttpRequest, token: str) -> HttpResponse:
+    """GET /media/signed/<token>/: the sent file of the attachment the token names, to anyone
+    holding an unexpired token (the API fetching media by URL)."""
+    try:
+        key = signing.loads(token, salt=SIGNED_SALT, max_age=settings.PLAYGROUND_MEDIA_URL_SECONDS)
+    except signing.BadSignature:  # also SignatureExpired
+        raise Http404("No such file") from None
+    attachment = Attachment.objects.filter(key=key, status=Attachment.Status.READY).first()
+    if attachment is None:
+        raise Http404("No such file")
+    return _serve_file(request, attachment, "sent")
+
+
+def _serve_file(request: HttpRequest, attachment: Attachment, variant: str) -> HttpResponse:
     found = _variant(attachment, variant)
     if found is None:
         raise Http404("No such file")

@@ -10,13 +10,14 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .models import Attachment, Message
 
-BASE64_CHUNK = 3 * 256 * 1024  # a multiple of 3, so encoded pieces join into valid base64
+BASE64_CHUNK = 3 * 256 * 1024
+MediaURL = Callable[[Attachment], str]  # a multiple of 3, so encoded pieces join into valid base64
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,24 @@ def _human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def media_part(attachment: Attachment) -> dict[str, Any]:
-    """The API's content part for one attachment (NOTES.md, "Input parts")."""
+def media_part(attachment: Attachment, media_url: MediaURL | None = None) -> dict[str, Any]:
+    """The API's content part for one attachment (NOTES.md, "Input parts"): inline base64, or
+    a link from `media_url` (signed, expiring) when media go by URL."""
     sent = attachment.sent_file
     content_type = attachment.sent_content_type
+
+    def data(prefix: str) -> InlineMedia | str:
+        return media_url(attachment) if media_url else InlineMedia(sent.path, prefix, sent.size)
+
     if attachment.kind == Attachment.Kind.IMAGE:
-        media = InlineMedia(sent.path, f"data:{content_type};base64,", sent.size)
-        return {"type": "image_url", "image_url": {"url": media, "detail": "auto"}}
+        url = data(f"data:{content_type};base64,")
+        return {"type": "image_url", "image_url": {"url": url, "detail": "auto"}}
     if attachment.kind == Attachment.Kind.AUDIO:
         audio_format = "mp3" if content_type == "audio/mpeg" else "wav"
         # The vendor's own examples use a data URL with no media type for audio.
-        media = InlineMedia(sent.path, "data:;base64,", sent.size)
-        return {"type": "input_audio", "input_audio": {"data": media, "format": audio_format}}
-    media = InlineMedia(sent.path, f"data:{content_type};base64,", sent.size)
-    return {"type": "video_url", "video_url": {"url": media}}
+        audio = data("data:;base64,")
+        return {"type": "input_audio", "input_audio": {"data": audio, "format": audio_format}}
+    return {"type": "video_url", "video_url": {"url": data(f"data:{content_type};base64,")}}
 
 
 # Request fields a conversation's settings may carry, sent only when set.
@@ -81,7 +86,9 @@ SETTING_FIELDS = (
 )
 
 
-def message_part(message: Message, attachments: list[Attachment]) -> dict[str, Any] | None:
+def message_part(
+    message: Message, attachments: list[Attachment], media_url: MediaURL | None = None
+) -> dict[str, Any] | None:
     """One stored message as an API message, or None when it has nothing to send."""
     if message.role == Message.Role.ASSISTANT:
         if message.tool_calls:
@@ -100,7 +107,7 @@ def message_part(message: Message, attachments: list[Attachment]) -> dict[str, A
         parts: list[dict[str, Any]] = []
         if message.content.strip():
             parts.append({"type": "text", "text": message.content})
-        parts.extend(media_part(a) for a in attachments)
+        parts.extend(media_part(a, media_url) for a in attachments)
         return {"role": "user", "content": parts}
     return {"role": "system", "content": message.content}
 
@@ -110,10 +117,12 @@ def build_request(
     conversation_settings: dict[str, Any],
     model: str,
     attachments: Mapping[int, list[Attachment]] | None = None,
+    media_url: MediaURL | None = None,
 ) -> dict[str, Any]:
     """The request body for the next reply after `history` (oldest first). Pure.
 
-    `attachments` maps a message's id to the files sent with it.
+    `attachments` maps a message's id to the files sent with it; with `media_url`, media go by
+    link instead of inline.
     """
     attachments = attachments or {}
     messages: list[dict[str, Any]] = []
@@ -121,7 +130,7 @@ def build_request(
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
     for message in history:
-        part = message_part(message, attachments.get(message.pk, []))
+        part = message_part(message, attachments.get(message.pk, []), media_url)
         if part is not None:
             messages.append(part)
     body: dict[str, Any] = {

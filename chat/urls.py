@@ -33,5 +33,6 @@ urlpatterns = [
     path("uploads/", attachments.start, name="upload_start"),
     path("uploads/<slug:key>/", attachments.upload, name="upload"),
     path("uploads/<slug:key>/delete/", attachments.delete, name="upload_delete"),
+    path("media/signed/<str:token>/", attachments.serve_signed, name="signed_media"),
     path("media/<slug:key>/<slug:variant>/", attachments.serve, name="attachment_media"),
 ]

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from . import code_samples, generation
+from .attachments import signed_url
 from .forms import ComposerForm
 from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
@@ -140,7 +141,10 @@ def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, 
     files: dict[int, list[Attachment]] = {}
     for attachment in Attachment.objects.filter(message__in=[m.pk for m in path]):
         files.setdefault(attachment.message_id, []).append(attachment)
-    payload = build_request(path, conversation.settings, settings.PLAYGROUND_MODEL, files)
+    media_url = signed_url if settings.PLAYGROUND_MEDIA_DELIVERY == "url" else None
+    payload = build_request(
+        path, conversation.settings, settings.PLAYGROUND_MODEL, files, media_url
+    )
     assistant = Message.objects.create(
         conversation=conversation,
         parent=parent,
