@@ -59,6 +59,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.offsets: dict[int, tuple[int, int]] = {}
         self.last_seen = 0
         await self.channel_layer.group_add(self.group, self.channel_name)
+        generation.ensure_sweeper()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

@@ -57,6 +57,7 @@ def start(message: Message, payload: dict[str, Any]) -> asyncio.Task:
     The task gets a fresh context: one inheriting the request's asgiref context would fail its
     later database calls once the request has finished.
     """
+    ensure_sweeper()
     job = Job(message.pk, message.conversation_id, payload)
     task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
     _tasks[message.pk] = task
@@ -124,6 +125,7 @@ class Job:
         await self.layer.group_add(job_group(self.message_id), channel)
         stream = asyncio.create_task(self.consume())
         control = asyncio.create_task(self.listen(channel, stream))
+        heartbeat = asyncio.create_task(self.heartbeat())
         error: dict | None = None
         try:
             await stream
@@ -150,9 +152,18 @@ class Job:
             }
         finally:
             control.cancel()
+            heartbeat.cancel()
             await self.layer.group_discard(job_group(self.message_id), channel)
         # Saving must finish even when the process is cancelling this task.
         await asyncio.shield(self.finish(status, error))
+
+    async def heartbeat(self) -> None:
+        """Keep the lease while the upstream is silent (e.g. thinking before the first token):
+        a row whose checkpoint goes stale is taken for a dead process's (see sweep)."""
+        while True:
+            await asyncio.sleep(settings.PLAYGROUND_CHECKPOINT_SECONDS)
+            if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
+                await self.checkpoint()
 
     async def listen(self, channel: str, stream: asyncio.Task) -> None:
         while True:
@@ -326,6 +337,40 @@ async def broadcast_final(message: Message) -> None:
     )
 
 
+def lease() -> timedelta:
+    """How long a streaming row may go without a checkpoint before its process counts as dead."""
+    return timedelta(seconds=settings.PLAYGROUND_LEASE_SECONDS)
+
+
+_sweeper: asyncio.Task | None = None
+
+
+def ensure_sweeper() -> None:
+    """Run `sweep` in this process's event loop from now on (once per process)."""
+    global _sweeper
+    loop = asyncio.get_running_loop()
+    if _sweeper is None or _sweeper.done() or _sweeper.get_loop() is not loop:
+        _sweeper = loop.create_task(_sweep_forever(), context=contextvars.Context())
+
+
+async def _sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.PLAYGROUND_LEASE_SECONDS / 2)
+        try:
+            await sweep()
+        except Exception:  # a database hiccup must not end the sweeping
+            log.exception("sweeping stale streams failed")
+
+
+async def sweep() -> list[Message]:
+    """Settle replies whose process died mid-stream (any process, any machine), and tell the
+    pages watching them."""
+    messages = await _db(interrupt_stale)(lease())
+    for message in messages:
+        await broadcast_final(message)
+    return messages
+
+
 def interrupt_stale(lease: timedelta | None) -> list[Message]:
     """Mark streaming messages whose process is gone as `interrupted`, keeping their text.
 
@@ -337,7 +382,7 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
         cutoff = timezone.now() - lease
         stale = stale.filter(Q(checkpoint_at__lt=cutoff) | Q(checkpoint_at__isnull=True))
         stale = stale.exclude(pk__in=running_ids())
-    messages = list(stale)
+    messages = list(stale.select_related("conversation"))
     for message in messages:
         message.status = Message.Status.INTERRUPTED
         message.html = render_markdown(message.content) if message.content else ""

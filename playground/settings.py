@@ -259,6 +259,12 @@ PLAYGROUND_SIGNUP = envbool("PLAYGROUND_SIGNUP", "false")
 # How often a streaming reply is saved, and how long before a silent stream counts as dead.
 PLAYGROUND_CHECKPOINT_SECONDS = envfloat("PLAYGROUND_CHECKPOINT_SECONDS", "1.5", minimum=0.1)
 PLAYGROUND_FRAME_INTERVAL = envfloat("PLAYGROUND_FRAME_INTERVAL", "0.05")
+# A streaming reply not checkpointed for this long belongs to a process that died.
+PLAYGROUND_LEASE_SECONDS = envfloat("PLAYGROUND_LEASE_SECONDS", "15", minimum=1)
+if PLAYGROUND_LEASE_SECONDS < 3 * PLAYGROUND_CHECKPOINT_SECONDS:
+    raise ImproperlyConfigured(
+        "PLAYGROUND_LEASE_SECONDS must be at least 3 x PLAYGROUND_CHECKPOINT_SECONDS"
+    )
 
 # Uploaded media: stored under the data dir, served only through views that check access.
 MEDIA_ROOT = DATA_DIR / "media"

@@ -565,3 +565,62 @@ async def test_tool_results_continue_the_conversation_in_the_right_order(
     assert request_errors(follow_up.request) == []
     assert "21" in follow_up.content  # the simulator quotes the tool result
     await page.ws.disconnect()
+
+
+async def test_a_reply_whose_process_died_is_settled_by_the_sweeper_and_pages_see_it(
+    upstream_is_simulator, alice, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat import generation
+
+    settings.PLAYGROUND_LEASE_SECONDS = 5
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    # A row left streaming by another process that stopped checkpointing a minute ago.
+    orphan = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content="Partial answer",
+        checkpoint_at=timezone.now() - timedelta(minutes=1),
+    )
+    alive = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content="Still going",
+        checkpoint_at=timezone.now(),
+    )
+    page = await open_page(client, conversation.pk, after=alive.pk)
+
+    settled = await generation.sweep()
+
+    assert [m.pk for m in settled] == [orphan.pk]
+    assert await page.receive_until_final(orphan.pk) == "interrupted"
+    await orphan.arefresh_from_db()
+    assert orphan.content == "Partial answer" and orphan.status == "interrupted"
+    await alive.arefresh_from_db()
+    assert alive.status == "streaming"
+    await page.ws.disconnect()
+
+
+async def test_a_silent_stream_keeps_its_lease_with_heartbeats(upstream_is_simulator, alice):
+    from chat import generation
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Hang [sim:stall]")
+    await page.receive_until(lambda p: p.text.get(reply.pk))
+    await asyncio.sleep(0.7)  # silence for several checkpoint intervals (0.2 s here)
+    first = (await Message.objects.aget(pk=reply.pk)).checkpoint_at
+    await asyncio.sleep(0.5)
+    second = (await Message.objects.aget(pk=reply.pk)).checkpoint_at
+    assert second > first  # the job says it is alive although no token arrives
+    assert await generation.sweep() == []
+    await client.post(f"/c/{conversation.pk}/stop/", headers={"HX-Request": "true"})
+    assert await page.receive_until_final(reply.pk) == "stopped"
+    await page.ws.disconnect()

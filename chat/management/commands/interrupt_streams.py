@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from chat.generation import interrupt_stale
@@ -16,11 +17,14 @@ class Command(BaseCommand):
             "--lease",
             type=float,
             default=None,
-            help="Only rows not checkpointed for this many seconds (for several processes). "
-            "Default: every streaming row (one process, just starting).",
+            help="Only rows not checkpointed for this many seconds. Default: with REDIS_URL "
+            "(several processes) PLAYGROUND_LEASE_SECONDS, else every streaming row (one "
+            "process, just starting).",
         )
 
     def handle(self, *args, lease: float | None, **options):
+        if lease is None and settings.REDIS_URL:
+            lease = settings.PLAYGROUND_LEASE_SECONDS
         messages = interrupt_stale(timedelta(seconds=lease) if lease is not None else None)
         if messages:
             self.stdout.write(f"Marked {len(messages)} interrupted reply(ies).")
