@@ -26,9 +26,14 @@ class Conversation(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    pinned = models.BooleanField(default=False)
+    # The last message of the branch being shown; the transcript is the path up to it.
+    current = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
-        ordering = ["-updated_at", "-id"]
+        ordering = ["-pinned", "-updated_at", "-id"]
 
     def __str__(self) -> str:
         return self.title or "New chat"
@@ -275,3 +280,32 @@ class Preset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Share(models.Model):
+    """A read-only snapshot of a conversation's current path, opened by an unguessable link."""
+
+    class Visibility(models.TextChoices):
+        ANYONE = "anyone", "Anyone with the link"
+        USERS = "users", "Signed-in users only"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shares"
+    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    token = models.CharField(max_length=64, unique=True)  # at least 128 random bits
+    visibility = models.CharField(
+        max_length=8, choices=Visibility.choices, default=Visibility.ANYONE
+    )
+    title = models.CharField(max_length=200, blank=True)
+    # The messages of the path at sharing time, in order: messages added later never appear.
+    message_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    opened = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"share of {self.conversation_id}"
