@@ -206,6 +206,30 @@ def remove_files(attachment: Attachment) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def copy_attachment(attachment: Attachment, owner, message) -> Attachment:
+    """A copy of a ready attachment, files included, under a new key: for an edited message,
+    a forked or imported conversation. Each copy owns its files, so deleting one leaves the
+    other whole."""
+    copy = Attachment.objects.get(pk=attachment.pk)
+    copy.pk = None
+    copy.key = secrets.token_urlsafe(16)
+    copy.owner = owner
+    copy.message = message
+    copy.conversation_id = message.conversation_id
+    source_root = upload_dir(attachment)
+    target_root = upload_dir(copy)
+    target_root.mkdir(parents=True, exist_ok=True)
+    for field in ("file", "derived", "poster"):
+        stored = getattr(attachment, field)
+        if stored:
+            source = Path(settings.MEDIA_ROOT) / stored.name
+            relative = source.relative_to(source_root)
+            shutil.copyfile(source, target_root / relative)
+            setattr(copy, field, _media_name(target_root / relative))
+    copy.save()
+    return copy
+
+
 def _media_name(path: Path) -> str:
     """A FileField name: the path relative to MEDIA_ROOT."""
     return path.resolve().relative_to(Path(settings.MEDIA_ROOT).resolve()).as_posix()

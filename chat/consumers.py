@@ -156,6 +156,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             + replace_html(message_id, "reasoning", reasoning)
         )
 
+    async def transcript_replace(self, event: dict) -> None:
+        """The conversation shows another path (a branch switched, a reply regenerated, a
+        message edited or deleted): the whole transcript, then live text of what streams."""
+        self.last_seen = max(self.last_seen, event["last"])
+        await self.send(text_data=event["html"])
+        for message_id in event["streaming"]:
+            self.offsets.pop(message_id, None)
+            await generation.request_snapshot(message_id, self.channel_name)
+
     async def message_final(self, event: dict) -> None:
         self.offsets.pop(event["message"], None)
         await self.send(text_data=event["html"])

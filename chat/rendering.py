@@ -89,5 +89,9 @@ def message_html(message, placement: str) -> str:
     transcript, or "replace" its earlier self. Sync: the template may query attachments."""
     from django.template.loader import render_to_string
 
+    from .branches import branches
+
+    siblings = list(message.conversation.messages.filter(parent_id=message.parent_id))
+    message.branch = branches(siblings).get(message.pk)
     context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
     return render_to_string("chat/chat.html#message", context)

@@ -15,6 +15,17 @@ urlpatterns = [
     path("c/<int:conversation_id>/stop/", views.stop, name="stop"),
     path("c/<int:conversation_id>/m/<int:message_id>/retry/", views.retry, name="retry"),
     path(
+        "c/<int:conversation_id>/m/<int:message_id>/switch/",
+        views.switch_branch,
+        name="switch_branch",
+    ),
+    path("c/<int:conversation_id>/m/<int:message_id>/edit/", views.edit_message, name="edit"),
+    path(
+        "c/<int:conversation_id>/m/<int:message_id>/delete/",
+        views.delete_message,
+        name="delete_message",
+    ),
+    path(
         "c/<int:conversation_id>/settings/",
         views.conversation_settings,
         name="conversation_settings",
@@ -35,4 +46,20 @@ urlpatterns = [
     path("uploads/<slug:key>/delete/", attachments.delete, name="upload_delete"),
     path("media/signed/<str:token>/", attachments.serve_signed, name="signed_media"),
     path("media/<slug:key>/<slug:variant>/", attachments.serve, name="attachment_media"),
+]
+
+# sharing
+from . import sharing  # noqa: E402  (kept with its URLs: one block to merge)
+
+urlpatterns += [
+    path("c/<int:conversation_id>/share/", sharing.create_share, name="share_create"),
+    path("shares/", sharing.shares, name="shares"),
+    path("shares/<int:share_id>/revoke/", sharing.revoke, name="share_revoke"),
+    path("s/<slug:token>/", sharing.shared, name="shared"),
+    path("s/<slug:token>/continue/", sharing.continue_shared, name="share_continue"),
+    path(
+        "s/<slug:token>/media/<slug:key>/<slug:variant>/",
+        sharing.shared_media,
+        name="shared_media",
+    ),
 ]

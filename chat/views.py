@@ -9,14 +9,15 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import code_samples, generation
-from .attachments import signed_url
+from . import branches, code_samples, generation
+from .attachments import copy_attachment, remove_files, signed_url
 from .forms import ComposerForm
 from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
@@ -86,13 +87,14 @@ def _chat_page(
     request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
 ) -> HttpResponse:
     conversations = request.user.conversations.only("id", "title", "updated_at")[:SIDEBAR_SIZE]
-    messages = list(conversation.messages.prefetch_related("attachments")) if conversation else []
+    messages = current_path(conversation, with_attachments=True) if conversation else []
     context = {
         "conversation": conversation,
         "conversations": conversations,
         "messages": messages,
         "form": form,
-        "totals": usage_totals(messages),
+        # Every reply costs, whichever branch is shown.
+        "totals": usage_totals(conversation.messages.only("usage", "cost") if conversation else []),
         "settings_form": settings_form_for(request.user, conversation),
         "presets": request.user.presets.all(),
         "known_voices": KNOWN_VOICES,
@@ -124,20 +126,25 @@ def conversation(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse
     return _chat_page(request, conversation, ComposerForm())
 
 
-def history(messages: list[Message], last: Message | None) -> list[Message]:
-    """The path from the first message to `last`, oldest first. Pure."""
-    by_id = {m.pk: m for m in messages}
-    path = []
-    while last is not None:
-        path.append(last)
-        last = by_id.get(last.parent_id)
-    return path[::-1]
+def current_path(conversation: Conversation, with_attachments: bool = False) -> list[Message]:
+    """The messages shown: the path to the conversation's current message, each carrying its
+    place among its siblings (`message.branch`)."""
+    everything = conversation.messages.all()
+    if with_attachments:
+        everything = everything.prefetch_related("attachments")
+    everything = list(everything)
+    positions = branches.branches(everything)
+    path = branches.path_to(everything, branches.current_leaf(everything, conversation.current_id))
+    for message in path:
+        message.branch = positions.get(message.pk)
+    return path
 
 
 def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, dict]:
-    """Create the streaming assistant row that answers `parent`, and its request body."""
+    """Create the streaming assistant row that answers `parent`, and its request body; the
+    conversation now shows the path through it."""
     now = timezone.now()
-    path = history(list(conversation.messages.all()), parent)
+    path = branches.path_to(list(conversation.messages.all()), parent)
     files: dict[int, list[Attachment]] = {}
     for attachment in Attachment.objects.filter(message__in=[m.pk for m in path]):
         files.setdefault(attachment.message_id, []).append(attachment)
@@ -155,7 +162,8 @@ def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, 
         started_at=now,
         checkpoint_at=now,
     )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current=assistant)
+    conversation.current = assistant
     return assistant, payload
 
 
@@ -170,7 +178,7 @@ def _create_turn(user, conversation_id: int | None, text: str, attachments: list
         conversation = get_object_or_404(
             Conversation.objects.select_for_update(), pk=conversation_id, owner=user
         )
-    last = conversation.messages.order_by("-id").first()
+    last = branches.current_leaf(list(conversation.messages.all()), conversation.current_id)
     if not conversation.title:
         conversation.title = title_from_text(text or " ".join(a.original_name for a in attachments))
         conversation.save(update_fields=["title"])
@@ -244,16 +252,15 @@ def _invalid_page(request, conversation_id, form):
     return response
 
 
-def _retry_target(user, conversation_id: int, message_id: int):
+def _regenerate(user, conversation_id: int, message_id: int):
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
-    failed = get_object_or_404(
-        Message,
+    earlier = get_object_or_404(
+        Message.objects.exclude(status=Message.Status.STREAMING),
         pk=message_id,
         conversation=conversation,
         role=Message.Role.ASSISTANT,
-        status__in=[Message.Status.ERROR, Message.Status.STOPPED, Message.Status.INTERRUPTED],
     )
-    parent = Message.objects.get(pk=failed.parent_id)
+    parent = Message.objects.get(pk=earlier.parent_id)
     assistant, payload = _begin_reply(conversation, parent)
     return conversation, assistant, payload
 
@@ -261,16 +268,150 @@ def _retry_target(user, conversation_id: int, message_id: int):
 @require_POST
 @login_required
 async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    """Generate the reply again; the failed one stays in the transcript."""
+    """Generate a reply again, as a sibling of the earlier one (which stays, one arrow away)."""
     user = await request.auser()
-    conversation, assistant, payload = await sync_to_async(_retry_target)(
+    conversation, assistant, payload = await sync_to_async(_regenerate)(
         user, conversation_id, message_id
     )
-    await _announce(conversation, [assistant])
+    await announce_transcript(conversation)
     generation.start(assistant, payload)
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
+
+
+async def announce_transcript(conversation: Conversation) -> None:
+    """Every open page of the conversation shows its (new) current path."""
+    html, last_id, streaming = await sync_to_async(_transcript_frame)(conversation)
+    await get_channel_layer().group_send(
+        conversation.group_name,
+        {"type": "transcript.replace", "html": html, "last": last_id, "streaming": streaming},
+    )
+
+
+def _transcript_frame(conversation: Conversation) -> tuple[str, int, list[int]]:
+    conversation.refresh_from_db(fields=["current"])
+    messages = current_path(conversation, with_attachments=True)
+    html = render_to_string(
+        "chat/chat.html#transcript",
+        {"messages": messages, "conversation": conversation, "replace": True},
+    )
+    streaming = [m.pk for m in messages if m.status == Message.Status.STREAMING]
+    return html, max((m.pk for m in messages), default=0), streaming
+
+
+@require_POST
+@login_required
+async def switch_branch(
+    request: HtmxHttpRequest, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """Show another sibling: the path now runs through it, to its newest leaf."""
+    user = await request.auser()
+    conversation = await sync_to_async(_switch)(user, conversation_id, message_id)
+    await announce_transcript(conversation)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(conversation)
+
+
+def _switch(user, conversation_id: int, message_id: int) -> Conversation:
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    everything = list(conversation.messages.all())
+    target = next((m for m in everything if m.pk == message_id), None)
+    if target is None:
+        raise Http404
+    conversation.current = branches.newest_leaf(everything, target)
+    conversation.save(update_fields=["current"])
+    return conversation
+
+
+@require_POST
+@login_required
+async def edit_message(
+    request: HtmxHttpRequest, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """An edited user message is a new sibling with its own reply; the original stays."""
+    user = await request.auser()
+    text = request.POST.get("text", "")
+    keep = request.POST.getlist("keep")
+    result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
+    if isinstance(result, str):
+        return HttpResponse(
+            f'<div class="error" data-testid="error" role="alert">{escape(result)}</div>',
+            status=422,
+        )
+    conversation, assistant, payload = result
+    await announce_transcript(conversation)
+    generation.start(assistant, payload)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(conversation)
+
+
+def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str]):
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    original = get_object_or_404(
+        Message, pk=message_id, conversation=conversation, role=Message.Role.USER
+    )
+    kept = list(original.attachments.filter(key__in=keep))
+    if not text.strip() and not kept:
+        return "Type a message or keep an attachment."
+    if len(text) > 100_000:
+        return "A message can be at most 100000 characters."
+    with transaction.atomic():
+        edited = Message.objects.create(
+            conversation=conversation,
+            parent_id=original.parent_id,
+            role=Message.Role.USER,
+            content=text,
+        )
+        for attachment in kept:
+            copy_attachment(attachment, owner=user, message=edited)
+        assistant, payload = _begin_reply(conversation, edited)
+    return conversation, assistant, payload
+
+
+@require_POST
+@login_required
+async def delete_message(
+    request: HtmxHttpRequest, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """Delete a message and everything that follows from it (its branch), files included."""
+    user = await request.auser()
+    conversation, streaming = await sync_to_async(_delete_message)(
+        user, conversation_id, message_id
+    )
+    for message_id in streaming:
+        await generation.request_stop(message_id)
+    await announce_transcript(conversation)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(conversation)
+
+
+def _delete_message(user, conversation_id: int, message_id: int):
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    everything = list(conversation.messages.all())
+    target = next((m for m in everything if m.pk == message_id), None)
+    if target is None:
+        raise Http404
+    doomed = branches.subtree(everything, target)
+    doomed_ids = {m.pk for m in doomed}
+    for attachment in Attachment.objects.filter(message__in=doomed_ids):
+        remove_files(attachment)
+    with transaction.atomic():
+        Message.objects.filter(pk__in=doomed_ids).delete()
+        remaining = [m for m in everything if m.pk not in doomed_ids]
+        if conversation.current_id in doomed_ids or conversation.current_id is None:
+            parent = next((m for m in remaining if m.pk == target.parent_id), None)
+            conversation.current = (
+                branches.newest_leaf(remaining, parent)
+                if parent
+                else branches.current_leaf(remaining, None)
+            )
+            conversation.save(update_fields=["current"])
+    streaming = [m.pk for m in doomed if m.status == Message.Status.STREAMING]
+    return conversation, streaming
 
 
 @require_POST

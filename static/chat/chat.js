@@ -95,10 +95,25 @@
     event.preventDefault();
     var source = document.getElementById(button.dataset.copyTarget);
     if (!source || !navigator.clipboard) return;
-    navigator.clipboard.writeText(source.textContent).then(function () {
+    var text = source.content ? source.content.textContent : source.textContent;
+    navigator.clipboard.writeText(text).then(function () {
       button.textContent = "Copied";
       setTimeout(function () { button.textContent = "Copy"; }, 1500);
     });
+  });
+
+  // Edit a sent message in place; saving sends it as a new version (a sibling).
+  document.addEventListener("click", function (event) {
+    var edit = event.target.closest("[data-action=edit]");
+    if (edit) {
+      var form = document.getElementById(edit.getAttribute("aria-controls"));
+      if (form) {
+        form.hidden = false;
+        form.querySelector("textarea").focus();
+      }
+    }
+    var cancel = event.target.closest("[data-action=cancel-edit]");
+    if (cancel) cancel.closest("form").hidden = true;
   });
 
   // Phone layout: the conversation list slides over the chat.
