@@ -77,6 +77,7 @@ import contextlib
 import functools
 import logging
 import mimetypes
+import os
 import re
 import secrets
 import shutil
@@ -206,26 +207,45 @@ def remove_files(attachment: Attachment) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def copy_attachment(attachment: Attachment, owner, message) -> Attachment:
-    """A copy of a ready attachment, files included, under a new key: for an edited message,
-    a forked or imported conversation. Each copy owns its files, so deleting one leaves the
+FILE_FIELDS = ("file", "derived", "poster")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Attachment files never change once ready, so a hard link is a copy that costs no disk
+    and no time (a 1 GB video); across file systems, or where links are refused, the bytes are
+    copied. Either way each attachment has its own name for the file: deleting one leaves the
     other whole."""
-    copy = Attachment.objects.get(pk=attachment.pk)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def copy_attachment(original: Attachment, owner, message) -> Attachment:
+    """A copy of a ready attachment for `message`, owned by `owner`, under a new key, files
+    included (same layout inside its folder: `original`, `work/...`)."""
+    copy = Attachment(**{f.attname: getattr(original, f.attname) for f in Attachment._meta.fields})
     copy.pk = None
     copy.key = secrets.token_urlsafe(16)
     copy.owner = owner
     copy.message = message
     copy.conversation_id = message.conversation_id
-    source_root = upload_dir(attachment)
-    target_root = upload_dir(copy)
-    target_root.mkdir(parents=True, exist_ok=True)
-    for field in ("file", "derived", "poster"):
-        stored = getattr(attachment, field)
-        if stored:
-            source = Path(settings.MEDIA_ROOT) / stored.name
-            relative = source.relative_to(source_root)
-            shutil.copyfile(source, target_root / relative)
-            setattr(copy, field, _media_name(target_root / relative))
+    copy.created_at = timezone.now()
+    root = Path(settings.MEDIA_ROOT)
+    source_folder, target_folder = upload_dir(original), upload_dir(copy)
+    for name in FILE_FIELDS:
+        field = getattr(original, name)
+        if not field:
+            continue
+        source = root / field.name
+        try:
+            relative = source.relative_to(source_folder).as_posix()
+        except ValueError:  # not in its usual folder: keep the file's own name
+            relative = source.name
+        target = target_folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(source, target)
+        getattr(copy, name).name = attachment_path(copy, relative)
     copy.save()
     return copy
 

@@ -6,6 +6,7 @@ gets a delta that continues exactly where its copy of the text ends.
 """
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils.html import escape
 
@@ -45,7 +46,18 @@ def replace_html(message_id: int, part: str, text: str) -> str:
     return f'<span id="message-{message_id}-{part}" hx-swap-oob="innerHTML">{escape(text)}</span>'
 
 
+# Frames that only forward text: no database work, so no need for channels' per-event
+# `aclose_old_connections` (a thread hop for every delta of every page).
+RELAY_ONLY = {"stream.delta", "stream.snapshot", "message.final", "message.insert"}
+
+
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    async def dispatch(self, message: dict) -> None:
+        if message.get("type") in RELAY_ONLY:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.conversation = await sync_to_async(_load_conversation)(

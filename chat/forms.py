@@ -1,4 +1,6 @@
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
 
 from .models import Attachment
 
@@ -48,3 +50,34 @@ class ComposerForm(forms.Form):
             if "text" not in self.errors and "attachments" not in self.errors:
                 self.add_error("text", "Type a message or attach a file first.")
         return cleaned
+
+
+class ThrottledLoginForm(AuthenticationForm):
+    """Log-in that slows down guessing: after LOGIN_ATTEMPTS failures in LOGIN_WINDOW seconds,
+    for one username or from one address, further tries are refused until the window passes."""
+
+    attempts = 5
+    window = 15 * 60
+
+    def _keys(self) -> list[str]:
+        username = (self.data.get("username") or "").strip().lower()
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        return [f"login-failures:user:{username}", f"login-failures:addr:{address}"]
+
+    def clean(self):
+        keys = self._keys()
+        if any(cache.get(key, 0) >= self.attempts for key in keys):
+            raise forms.ValidationError(
+                f"Too many failed log-ins. Wait {self.window // 60} minutes and try again.",
+                code="throttled",
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            for key in keys:
+                cache.add(key, 0, self.window)
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.set(key, 1, self.window)
+            raise

@@ -20,7 +20,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -48,17 +48,24 @@ def conversation_group(conversation_id: int) -> str:
 
 def _db(fn):
     # Off the event loop, in the shared pool: one job's save never waits on another's thread.
-    return sync_to_async(fn, thread_sensitive=False)
+    # The pool's threads outlive requests, so nothing else tidies their connections: like Django
+    # at each request, drop one that is broken or past CONN_MAX_AGE first (with health checks, a
+    # connection the database closed is replaced instead of failing every save from then on).
+    return database_sync_to_async(fn, thread_sensitive=False)
 
 
-def start(message: Message, payload: dict[str, Any]) -> asyncio.Task:
+def start(
+    message: Message, payload: dict[str, Any], gate: asyncio.Event | None = None
+) -> asyncio.Task:
     """Start streaming `message` (an assistant row in `streaming`) in this process.
 
     The task gets a fresh context: one inheriting the request's asgiref context would fail its
-    later database calls once the request has finished.
+    later database calls once the request has finished. With a `gate`, the job connects to the
+    upstream at once but sends its first frame only once the gate opens (the caller announces
+    the message to the pages meanwhile, and pages must know a message before its text).
     """
     ensure_sweeper()
-    job = Job(message.pk, message.conversation_id, payload)
+    job = Job(message.pk, message.conversation_id, payload, gate)
     task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
     _tasks[message.pk] = task
     task.add_done_callback(lambda _t: _tasks.pop(message.pk, None))
@@ -90,7 +97,14 @@ async def shutdown(timeout: float = 5.0) -> None:
 
 
 class Job:
-    def __init__(self, message_id: int, conversation_id: int, payload: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        message_id: int,
+        conversation_id: int,
+        payload: dict[str, Any],
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.gate = gate
         self.message_id = message_id
         self.conversation_id = conversation_id
         self.payload = payload
@@ -251,6 +265,9 @@ class Job:
         self.pending_content.clear()
         self.pending_reasoning.clear()
         self.last_frame = time.monotonic()
+        if self.gate is not None:
+            await self.gate.wait()
+            self.gate = None
         await self.layer.group_send(self.group, frame)
 
     # Saving

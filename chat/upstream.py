@@ -420,7 +420,10 @@ async def _events(response: httpx.Response) -> AsyncIterator[StreamEvent]:
                 raise _stream_error(_parse_body(sse.data) if sse.data.strip() else {})
             for piece in _pieces(sse.data):
                 if piece == "[DONE]":
-                    return  # anything after it is not read
+                    # Nothing after it counts, but read the body to its end: a response read
+                    # to the end lets httpx keep the connection for the next reply.
+                    await _drain(server_events)
+                    return
                 try:
                     chunk = json.loads(piece)
                 except ValueError:
@@ -436,6 +439,14 @@ async def _events(response: httpx.Response) -> AsyncIterator[StreamEvent]:
         raise UpstreamConnectionError(
             "the connection closed before the reply finished", hint=DROPPED_HINT
         )
+
+
+async def _drain(server_events: AsyncIterator, limit: int = 100) -> None:
+    count = 0
+    async for _ in server_events:
+        count += 1
+        if count > limit:  # an upstream that keeps talking after [DONE] loses its connection
+            break
 
 
 def _seconds(value: float | None) -> str:

@@ -36,6 +36,10 @@ urlpatterns = [
         views.tool_results,
         name="tool_results",
     ),
+    path("search/", views.search, name="search"),
+    path("c/<int:conversation_id>/rename/", views.rename, name="rename"),
+    path("c/<int:conversation_id>/pin/", views.pin, name="pin"),
+    path("c/<int:conversation_id>/delete/", views.delete_conversation, name="delete_conversation"),
     path("settings/", views.default_settings, name="default_settings"),
     path("presets/", views.save_preset, name="save_preset"),
     path("presets/<int:preset_id>/apply/", views.apply_preset, name="apply_preset"),
@@ -62,4 +66,13 @@ urlpatterns += [
         sharing.shared_media,
         name="shared_media",
     ),
+]
+
+# archive
+from . import archive  # noqa: E402  (kept with its URLs: one block to merge)
+
+urlpatterns += [
+    path("c/<int:conversation_id>/export.md", archive.export_markdown, name="export_markdown"),
+    path("c/<int:conversation_id>/export.zip", archive.export_zip, name="export_zip"),
+    path("import/", archive.import_conversation, name="import_conversation"),
 ]

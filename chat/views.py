@@ -1,3 +1,5 @@
+import asyncio
+
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -10,6 +12,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_POST
@@ -18,7 +21,9 @@ from django_htmx.middleware import HtmxDetails
 
 from . import branches, code_samples, generation
 from .attachments import copy_attachment, remove_files, signed_url
-from .forms import ComposerForm
+from .conversations import group_by_date
+from .conversations import search as search_conversations
+from .forms import ComposerForm, ThrottledLoginForm
 from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
 from .rendering import message_html
@@ -66,7 +71,7 @@ def setup(request: HtmxHttpRequest) -> HttpResponse:
 def login(request: HtmxHttpRequest) -> HttpResponse:
     if not _has_users():
         return redirect("setup")
-    return auth_views.LoginView.as_view()(request)
+    return auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm)(request)
 
 
 logout = auth_views.LogoutView.as_view()
@@ -86,15 +91,23 @@ def signup(request: HtmxHttpRequest) -> HttpResponse:
 def _chat_page(
     request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
 ) -> HttpResponse:
-    conversations = request.user.conversations.only("id", "title", "updated_at")[:SIDEBAR_SIZE]
+    conversations = list(
+        Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at", "pinned")[
+            :SIDEBAR_SIZE
+        ]
+    )
     messages = current_path(conversation, with_attachments=True) if conversation else []
     context = {
         "conversation": conversation,
-        "conversations": conversations,
+        "groups": group_by_date(conversations, timezone.localdate()),
         "messages": messages,
         "form": form,
         # Every reply costs, whichever branch is shown.
-        "totals": usage_totals(conversation.messages.only("usage", "cost") if conversation else []),
+        "totals": usage_totals(
+            Message.objects.filter(conversation=conversation).only("usage", "cost")
+            if conversation
+            else []
+        ),
         "settings_form": settings_form_for(request.user, conversation),
         "presets": request.user.presets.all(),
         "known_voices": KNOWN_VOICES,
@@ -234,8 +247,13 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
     conversation, messages, payload = await sync_to_async(_create_turn)(
         user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
     )
-    await _announce(conversation, messages)
-    generation.start(messages[-1], payload)
+    # The reply starts connecting while the pages hear of it; its text waits for the gate.
+    gate = asyncio.Event()
+    generation.start(messages[-1], payload, gate)
+    try:
+        await _announce(conversation, messages)
+    finally:
+        gate.set()
     if not request.htmx:
         return redirect(conversation)
     if conversation_id is None:
@@ -332,7 +350,7 @@ async def edit_message(
 ) -> HttpResponse:
     """An edited user message is a new sibling with its own reply; the original stays."""
     user = await request.auser()
-    text = request.POST.get("text", "")
+    text = request.POST.get("content", "")
     keep = request.POST.getlist("keep")
     result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
     if isinstance(result, str):
@@ -640,3 +658,72 @@ async def tool_results(
     if request.htmx:
         return HttpResponse('<p class="muted small">Results sent.</p>')
     return redirect(conversation)
+
+
+# Finding and keeping conversations
+
+
+@login_required
+def search(request: HtmxHttpRequest) -> HttpResponse:
+    """Titles and message text; an empty query shows the grouped list again."""
+    query = request.GET.get("q", "").strip()[:200]
+    if query:
+        context = {"query": query, "hits": search_conversations(request.user, query)}
+    else:
+        conversations = list(request.user.conversations.all()[:SIDEBAR_SIZE])
+        context = {"query": None, "groups": group_by_date(conversations, timezone.localdate())}
+    if request.htmx:
+        return render(request, "chat/sidebar.html#list", context)
+    return render(request, "chat/sidebar.html#list", context)
+
+
+@require_POST
+@login_required
+def rename(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    title = " ".join(request.POST.get("title", "").split())[:200]
+    if not title:
+        return HttpResponse(
+            '<p class="error" data-testid="error" role="alert">A title cannot be empty.</p>',
+            status=422,
+        )
+    conversation.title = title
+    conversation.save(update_fields=["title"])
+    if request.htmx:
+        return HttpResponse(headers={"HX-Refresh": "true"})
+    return redirect(conversation)
+
+
+@require_POST
+@login_required
+def pin(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    conversation.pinned = not conversation.pinned
+    conversation.save(update_fields=["pinned"])
+    if request.htmx:
+        return HttpResponse(headers={"HX-Refresh": "true"})
+    return redirect(conversation)
+
+
+@require_POST
+@login_required
+async def delete_conversation(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    """The conversation, its messages, shares and media files go; a running reply stops."""
+    user = await request.auser()
+    streaming = await sync_to_async(_delete_conversation)(user, conversation_id)
+    for message_id in streaming:
+        await generation.request_stop(message_id)
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("new_chat"))
+    return redirect("new_chat")
+
+
+def _delete_conversation(user, conversation_id: int) -> list[int]:
+    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    streaming = list(
+        conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
+    )
+    for attachment in Attachment.objects.filter(conversation=conversation):
+        remove_files(attachment)
+    conversation.delete()
+    return streaming

@@ -114,3 +114,19 @@ def test_the_sidebar_lists_only_my_conversations_newest_first(client, django_use
     html = client.get("/new/").content.decode()
     assert "Bob&#x27;s secret" not in html and "Bob's secret" not in html
     assert html.index("Second of alice") < html.index("First of alice")
+
+
+def test_log_in_is_throttled_after_repeated_failures(client, django_user_model):
+    from django.core.cache import cache
+
+    cache.clear()
+    django_user_model.objects.create_user("alice", password=PASSWORD)
+    for _ in range(5):
+        response = client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+        assert response.status_code == 200
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200  # even the right password waits out the window
+    assert "Too many failed log-ins" in response.content.decode()
+    cache.clear()
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302

@@ -113,7 +113,7 @@ async def test_editing_a_message_sends_a_new_version_and_keeps_the_old(
 
     response = await client.post(
         f"/c/{conversation.pk}/m/{reply.parent_id}/edit/",
-        {"text": "Better wording [sim:delay=0]"},
+        {"content": "Better wording [sim:delay=0]"},
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 204

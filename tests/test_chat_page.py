@@ -76,3 +76,51 @@ def test_the_conversation_shows_its_token_and_cost_totals(client, alice):
         )
     html = client.get(f"/c/{conversation.pk}/").content.decode()
     assert "40 → 60 tokens · $0.00300" in html
+
+
+def _long_conversation(owner, pairs: int) -> Conversation:
+    from chat.models import Attachment, Message
+
+    conversation = Conversation.objects.create(owner=owner, title="Long")
+    parent = None
+    for i in range(pairs):
+        question = Message.objects.create(
+            conversation=conversation, parent=parent, role="user", content=f"Question {i}"
+        )
+        Attachment.objects.create(
+            owner=owner,
+            conversation=conversation,
+            message=question,
+            key=f"k{i}-{pairs}",
+            status="ready",
+            kind="image",
+            original_name="a.png",
+        )
+        parent = Message.objects.create(
+            conversation=conversation,
+            parent=question,
+            role="assistant",
+            content=f"Answer {i}",
+            html=f"<p>Answer {i}</p>",
+            usage={"prompt_tokens": 1, "completion_tokens": 2},
+        )
+    return conversation
+
+
+def test_a_conversation_renders_with_the_same_number_of_queries_however_long(
+    client, alice, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for pairs in (3, 30):
+        conversation = _long_conversation(alice, pairs)
+        client.get(f"/c/{conversation.pk}/")  # warm: the session and caches settle
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(f"/c/{conversation.pk}/")
+        assert response.status_code == 200
+        assert response.content.decode().count('data-testid="message"') == 2 * pairs
+        counts.append([q["sql"][:90] for q in queries.captured_queries])
+    assert len(counts[0]) == len(counts[1]), "\n".join(counts[1])
+    assert len(counts[1]) <= 12

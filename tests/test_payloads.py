@@ -1,7 +1,7 @@
+from chat.branches import path_to as history
 from chat.models import Message
 from chat.payloads import build_request
 from chat.simulator.schema import request_errors
-from chat.branches import path_to as history
 
 MODEL = "alibaba/qwen3.5-omni-flash"
 

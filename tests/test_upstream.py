@@ -868,3 +868,19 @@ async def test_stopping_early_releases_the_connection(settings, shared_clients):
                 assert event.role == "assistant"
                 break
         await asyncio.wait_for(hung_up.wait(), 2)
+
+
+async def test_a_finished_stream_leaves_its_connection_for_the_next_reply(simulator_url):
+    import httpx
+
+    from chat.upstream import stream_chat
+
+    body = {
+        "model": "alibaba/qwen3.5-omni-flash",
+        "messages": [{"role": "user", "content": "Hi [sim:delay=0] [sim:length=5]"}],
+    }
+    async with httpx.AsyncClient(base_url=simulator_url) as client:
+        for _ in range(3):
+            [event async for event in stream_chat(body, client=client)]
+        connections = client._transport._pool.connections  # httpx's pool, for this check only
+        assert len(connections) == 1

@@ -116,6 +116,15 @@
     if (cancel) cancel.closest("form").hidden = true;
   });
 
+  // A refused import explains itself in place (400 malformed, 413 too big, 507 no space).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var form = event.detail.elt.closest && event.detail.elt.closest("[data-testid=import-form]");
+    if (form && [400, 413, 507].indexOf(event.detail.xhr.status) >= 0) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   // Phone layout: the conversation list slides over the chat.
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("[data-action=toggle-sidebar]");

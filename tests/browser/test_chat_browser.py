@@ -140,8 +140,12 @@ def test_an_upstream_error_shows_in_the_transcript_with_retry(app_server, new_co
     expect(error).to_contain_text("Too Many Requests")
     expect(error).to_contain_text("7")
     page.locator("[data-testid=retry]").last.click()
-    expect(page.locator(ASSISTANT)).to_have_count(2)
+    # The new attempt is a sibling of the failed one: shown in its place, one arrow away.
+    expect(page.locator("[data-testid=branch] .branch-count").last).to_have_text("2/2")
+    expect(page.locator(ASSISTANT)).to_have_count(1)
     expect(page.locator("[data-testid=message][data-role=user]")).to_have_count(1)
+    page.locator("[data-testid=branch-previous]").last.click()
+    expect(page.locator("[data-testid=branch] .branch-count").last).to_have_text("1/2")
 
 
 def test_an_empty_message_is_refused_beside_the_composer(app_server, new_context):

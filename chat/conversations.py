@@ -1,0 +1,85 @@
+"""Finding and keeping conversations: the sidebar's date groups and search with snippets."""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db.models import Q
+
+from .models import Conversation, Message
+
+SNIPPET_RADIUS = 60
+
+
+@dataclass
+class Group:
+    label: str
+    conversations: list = field(default_factory=list)
+
+
+def group_by_date(conversations: list[Conversation], today: date) -> list[Group]:
+    """Pinned first, then Today, Yesterday, Previous 7 days, Older (by last activity). Pure."""
+    groups = {
+        name: Group(name) for name in ("Pinned", "Today", "Yesterday", "Previous 7 days", "Older")
+    }
+    for conversation in conversations:
+        day = conversation.updated_at.date()
+        if conversation.pinned:
+            name = "Pinned"
+        elif day >= today:
+            name = "Today"
+        elif day == today - timedelta(days=1):
+            name = "Yesterday"
+        elif day > today - timedelta(days=8):
+            name = "Previous 7 days"
+        else:
+            name = "Older"
+        groups[name].conversations.append(conversation)
+    return [g for g in groups.values() if g.conversations]
+
+
+def snippet(text: str, query: str) -> tuple[str, str, str]:
+    """(before, match, after) around the first match, cut at word edges. Pure."""
+    at = text.lower().find(query.lower())
+    if at < 0:
+        return text[: SNIPPET_RADIUS * 2], "", ""
+    start = max(0, at - SNIPPET_RADIUS)
+    end = min(len(text), at + len(query) + SNIPPET_RADIUS)
+    before = text[start:at]
+    if start > 0:
+        before = "…" + before.split(" ", 1)[-1]
+    after = text[at + len(query) : end]
+    if end < len(text):
+        after = after.rsplit(" ", 1)[0] + "…"
+    return " ".join(before.split()), text[at : at + len(query)], " ".join(after.split())
+
+
+@dataclass
+class Hit:
+    conversation: Conversation
+    parts: tuple[str, str, str]
+
+
+def search(user, query: str, limit: int = 50) -> list[Hit]:
+    """Conversations whose title or message text contains `query`, newest first, each with the
+    matching snippet."""
+    query = query.strip()
+    if not query:
+        return []
+    matches = (
+        Conversation.objects.filter(owner=user)
+        .filter(Q(title__icontains=query) | Q(messages__content__icontains=query))
+        .distinct()
+        .order_by("-updated_at")[:limit]
+    )
+    hits = []
+    for conversation in matches:
+        if query.lower() in conversation.title.lower():
+            hits.append(Hit(conversation, snippet(conversation.title, query)))
+            continue
+        message = (
+            Message.objects.filter(conversation=conversation, content__icontains=query)
+            .only("content")
+            .first()
+        )
+        hits.append(Hit(conversation, snippet(message.content if message else "", query)))
+    return hits
