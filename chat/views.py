@@ -208,18 +208,25 @@ def _create_turn(user, conversation_id: int | None, text: str, attachments: list
 
 async def _announce(conversation: Conversation, messages: list[Message]) -> None:
     """Tell every open page of the conversation about new messages, oldest first."""
+    await _send_frames(conversation, await sync_to_async(insert_frames)(messages))
+
+
+def insert_frames(messages: list[Message]) -> list[dict]:
+    return [
+        {
+            "type": "message.insert",
+            "message": message.pk,
+            "streaming": message.status == Message.Status.STREAMING,
+            "html": message_html(message, "append"),
+        }
+        for message in messages
+    ]
+
+
+async def _send_frames(conversation: Conversation, frames: list[dict]) -> None:
     layer = get_channel_layer()
-    for message in messages:
-        html = await sync_to_async(message_html)(message, "append")
-        await layer.group_send(
-            conversation.group_name,
-            {
-                "type": "message.insert",
-                "message": message.pk,
-                "streaming": message.status == Message.Status.STREAMING,
-                "html": html,
-            },
-        )
+    for frame in frames:
+        await layer.group_send(conversation.group_name, frame)
 
 
 def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status=200):
@@ -231,8 +238,9 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
 @login_required
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
     user = await request.auser()
-    form = ComposerForm(request.POST, user=user)
-    if not await sync_to_async(form.is_valid)():
+    # One trip to a worker thread for all the database work: each trip costs the first token.
+    form, turn = await sync_to_async(_take_turn)(user, conversation_id, request.POST)
+    if turn is None:
         # The text stays in the composer, with the reason beside it.
         if request.htmx:
             conversation = None
@@ -244,9 +252,7 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
                     raise Http404
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
-    conversation, messages, payload = await sync_to_async(_create_turn)(
-        user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
-    )
+    conversation, messages, payload = turn
     # The reply starts connecting while the pages hear of it; its text waits for the gate.
     gate = asyncio.Event()
     generation.start(messages[-1], payload, gate)
@@ -259,6 +265,17 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
     if conversation_id is None:
         return HttpResponseClientRedirect(conversation.get_absolute_url())
     return _composer(request, conversation, ComposerForm())
+
+
+def _take_turn(user, conversation_id: int | None, data):
+    """Validate the composer and, if it is right, save the turn."""
+    form = ComposerForm(data, user=user)
+    if not form.is_valid():
+        return form, None
+    conversation, messages, payload = _create_turn(
+        user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
+    )
+    return form, (conversation, messages, payload)
 
 
 def _invalid_page(request, conversation_id, form):

@@ -1,0 +1,1039 @@
+"""Relay benchmark: how much the app adds between the upstream and the page.
+
+    .venv/bin/python bench/relay.py [--streams 1,100] [--tokens 80] [--delay 0.06] [--ttft-runs 20]
+
+Method
+------
+Three processes on loopback, all started here and stopped on exit (or Ctrl-C):
+
+- the offline simulator (`chat.simulator.create_app`) served by daphne, built with an `on_emit`
+  hook that records `time.monotonic()` right after each content delta is handed to the server,
+  keyed by completion id and the number of content characters sent so far. A thin ASGI wrapper
+  also keeps each completion's request body and response bytes, and serves all of it at
+  `GET /bench/records` when the runs are over;
+- the app: `manage.py migrate` on a fresh SQLite data dir, then one daphne process pointed at the
+  simulator with `PLAYGROUND_API_BASE`, with the in-memory channel layer;
+- this process, acting as the browser: it logs in, opens each conversation's WebSocket (session
+  cookie, Origin header, `{"action": "sync"}`) before sending, then POSTs the message as htmx does.
+
+Each user message starts with a marker (`bench-...`) that the simulator sees in the request body,
+so every page is matched to the completion that answered it, whatever the order of arrival.
+
+1. Relay overhead per frame. Every WebSocket frame is stamped with `time.monotonic()` when the
+   client gets it; CLOCK_MONOTONIC is system-wide on Linux, so the stamps compare with the
+   simulator's. The frame's appended text (HTML-unescaped) brings the page's copy to an offset;
+   overhead = frame time - emit time of the delta that reached that offset, i.e. the newest delta
+   the frame carries. The per-token delay (default 0.06 s) is longer than the app's frame
+   interval (PLAYGROUND_FRAME_INTERVAL, 0.05 s), so coalescing should not make a delta wait;
+   frames that still carry more than one delta are counted and shown. Concurrent streams start
+   spread over --ramp seconds; the report also gives the figures for the steady window alone
+   (every stream running, none starting or finishing), i.e. relaying without start-up work.
+2. Time to first token. Through the app: POST /c/<id>/send/ -> first text frame on the already
+   open WebSocket. Directly: the same request body the app sent for that run, POSTed by httpx to
+   the same simulator on a warm connection, read with httpx-sse -> first content delta. Both with
+   `[sim:delay=0]`, runs interleaved, a few warm-up runs dropped. The simulator's arrival and
+   emit times split each path into legs: to the upstream, inside it, and back to the client.
+3. Correctness, from the same frames: the text each page rebuilds must equal the simulator's
+   reply for its completion. A frame whose text is not what the reply holds at the page's offset
+   counts as reordered; characters the page never got count as lost.
+
+Beside the figures: CPU used by each process, and this client's own event-loop lag (a 5 ms
+sleep's lateness): when the client lags, the machine is busy and the figures include it.
+Everything is bounded in time (--time-limit); only 127.0.0.1 is used. `--asgi` serves another
+ASGI app in place of the project's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import html
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+HOST = "127.0.0.1"
+USERNAME = "bench"
+PASSWORD = "relay-bench-Pa55word"
+START_SECONDS = 30
+MARKER = re.compile(r"bench-[a-z0-9-]+")
+
+# Frames as the page gets them (see chat/consumers.py and templates/chat/chat.html#message).
+APPEND = re.compile(
+    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="beforeend">(.*?)</span>', re.S
+)
+REPLACE = re.compile(
+    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="innerHTML">(.*?)</span>', re.S
+)
+ASSISTANT_INSERT = re.compile(r'<article id="message-(\d+)"[^>]*data-role="assistant"', re.S)
+FINAL = re.compile(
+    r'<article id="message-(\d+)"[^>]*data-status="(\w+)"[^>]*hx-swap-oob="outerHTML"', re.S
+)
+TEXT_APPEND_HINT = '-text" hx-swap-oob="beforeend"'
+FINAL_HINT = 'hx-swap-oob="outerHTML"'
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator process: `relay.py --serve-simulator PORT DELAY` (started by the benchmark)
+
+
+class EmitRecorder:
+    """Wraps the simulator app: emit times per completion, request bodies, response bytes."""
+
+    def __init__(self) -> None:
+        self.emits: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self.requests: dict[str, bytes] = {}
+        self.responses: dict[str, list[bytes]] = defaultdict(list)
+        self.clients: dict[str, list[Any]] = {}
+        self.arrived: dict[str, float] = {}  # when the request reached the simulator
+
+    def on_emit(self, completion_id: str, offset: int, at: float) -> None:
+        self.emits[completion_id].append((offset, at))
+
+    def wrap(self, app):
+        async def recorded(scope, receive, send):
+            if scope["type"] == "http" and scope["path"].endswith("/bench/records"):
+                await self.send_records(scope, send)
+                return
+            if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+                await app(scope, receive, send)
+                return
+            arrived = time.monotonic()
+            body: list[bytes] = []
+            completion_id = None
+
+            async def tapped_receive():
+                message = await receive()
+                if message["type"] == "http.request":
+                    body.append(message.get("body", b""))
+                return message
+
+            async def tapped_send(message):
+                nonlocal completion_id
+                if message["type"] == "http.response.start":
+                    completion_id = dict(message["headers"]).get(b"x-request-id", b"").decode()
+                    if completion_id:
+                        self.requests[completion_id] = b"".join(body)
+                        self.clients[completion_id] = list(scope.get("client") or [])
+                        self.arrived[completion_id] = arrived
+                elif completion_id and message["type"] == "http.response.body":
+                    self.responses[completion_id].append(message.get("body", b""))
+                await send(message)
+
+            await app(scope, tapped_receive, tapped_send)
+
+        return recorded
+
+    async def send_records(self, scope, send) -> None:
+        query = dict(
+            part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+        )
+        prefix = query.get("prefix", "")
+        records = []
+        for completion_id, raw in self.requests.items():
+            request = json.loads(raw)
+            marker = MARKER.search(last_user_text(request))
+            if not marker or not marker.group(0).startswith(prefix):
+                continue
+            records.append(
+                {
+                    "id": completion_id,
+                    "marker": marker.group(0),
+                    "client": self.clients.get(completion_id),
+                    "arrived": self.arrived.get(completion_id),
+                    "request": raw.decode(),
+                    "emits": self.emits.get(completion_id, []),
+                    "content": sse_content(b"".join(self.responses.get(completion_id, []))),
+                }
+            )
+        data = json.dumps(records).encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+
+def last_user_text(request: dict) -> str:
+    for message in reversed(request.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def sse_content(raw: bytes) -> str:
+    """The content text of choice 0 in a recorded event stream."""
+    parts = []
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if not data or data == "[DONE]":
+            continue
+        for choice in json.loads(data).get("choices") or []:
+            if choice.get("index", 0) == 0:
+                parts.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(parts)
+
+
+def serve_simulator(port: int, delay: float) -> None:
+    """Run the simulator, with the recording hook, on daphne (blocks until terminated)."""
+    from daphne.endpoints import build_endpoint_description_strings
+
+    from chat.simulator.__main__ import SimulatorServer  # imports daphne.server first
+    from chat.simulator.app import create_app
+
+    recorder = EmitRecorder()
+    server = SimulatorServer(
+        application=recorder.wrap(create_app(delay=delay, on_emit=recorder.on_emit)),
+        endpoints=build_endpoint_description_strings(host=HOST, port=port),
+        server_name="relay-bench-simulator",
+    )
+    server.run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting and stopping the processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+class Processes:
+    """The servers this benchmark started; all stopped (by pid) when the block ends."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _name, process, _log in reversed(self.running):
+            if process.poll() is None:
+                process.terminate()
+        for _name, process, _log in reversed(self.running):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def start(self, name: str, args: list[str], port: int, env: dict) -> subprocess.Popen:
+        """Start a server and wait until it listens on `port`."""
+        log = self.workdir / f"{name}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                args, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        self.running.append((name, process, log))
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=0.5).close()
+                return process
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = log.read_text()[-3000:]
+                    raise RuntimeError(f"{name} did not start:\n{output}") from None
+                time.sleep(0.05)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {name} ---\n{log.read_text()[-2000:]}" for name, _p, log in self.running
+        )
+
+
+def app_environment(data_dir: Path, simulator_url: str) -> dict:
+    """The embedded default (SQLite, in-memory channel layer), upstream = our simulator."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "PLAYGROUND_API_KEY", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(
+        PLAYGROUND_DATA_DIR=str(data_dir),
+        PLAYGROUND_API_BASE=simulator_url,
+        PLAYGROUND_MANIFEST_STATIC="false",
+        DJANGO_ALLOWED_HOSTS=f"{HOST},localhost",
+        DJANGO_DEBUG="false",
+        PLAYGROUND_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+PREPARE_DATABASE = """
+import json
+from django.contrib.auth import get_user_model
+from chat.models import Conversation
+user = get_user_model().objects.create_user({username!r}, password={password!r})
+made = Conversation.objects.bulk_create(
+    Conversation(owner=user, title=f"relay bench {{n}}") for n in range({count})
+)
+print("CONVERSATIONS", json.dumps([c.pk for c in made]))
+"""
+
+
+def prepare_database(env: dict, conversations: int) -> list[int]:
+    """`manage.py migrate`, then one user and empty conversations to stream into."""
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        manage + ["migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True, timeout=120
+    )
+    code = PREPARE_DATABASE.format(username=USERNAME, password=PASSWORD, count=conversations)
+    done = subprocess.run(
+        manage + ["shell", "-c", code],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    found = next(line for line in done.stdout.splitlines() if line.startswith("CONVERSATIONS "))
+    return json.loads(found.split(" ", 1)[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The browser side: a logged-in HTTP session and one WebSocket page per conversation
+
+
+class Browser:
+    """One logged-in person: session cookie and CSRF token, as the chat page has them."""
+
+    def __init__(self, app_url: str) -> None:
+        import httpx
+
+        self.app_url = app_url
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+        self.http = httpx.AsyncClient(base_url=app_url, limits=limits, timeout=60)
+        self.csrf = ""
+
+    async def log_in(self) -> None:
+        page = await self.http.get("/accounts/login/")
+        token = csrf_from(page.text)
+        response = await self.http.post(
+            "/accounts/login/",
+            data={"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        )
+        if "sessionid" not in self.http.cookies:
+            raise RuntimeError(f"log-in failed: HTTP {response.status_code}")
+        # The CSRF token rotates at log-in: take it from a page, as the composer form would.
+        self.csrf = csrf_from((await self.http.get("/new/")).text)
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+
+    async def send(self, conversation_id: int, text: str) -> None:
+        response = await self.http.post(
+            f"/c/{conversation_id}/send/",
+            data={"text": text, "csrfmiddlewaretoken": self.csrf},
+            headers={"HX-Request": "true", "X-CSRFToken": self.csrf},
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"send failed: HTTP {response.status_code} {response.text[:300]}")
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def csrf_from(page: str) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    if not found:
+        raise RuntimeError("no CSRF token on the page")
+    return found.group(1)
+
+
+class Page:
+    """One open chat page: its WebSocket, and every frame it got with the time it got it.
+
+    The read loop only stamps and stores; parsing happens after the run, so the client adds as
+    little as possible to the times it measures.
+    """
+
+    def __init__(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        self.frames: list[tuple[float, str]] = []
+        self.first_text_at: float | None = None
+        self.finals = 0
+        self.changed = asyncio.Event()
+        self.ws = None
+        self.reader: asyncio.Task | None = None
+
+    async def open(self, browser: Browser) -> None:
+        from websockets.asyncio.client import connect
+
+        ws_url = browser.app_url.replace("http://", "ws://")
+        self.ws = await connect(
+            f"{ws_url}/ws/conversations/{self.conversation_id}/",
+            origin=browser.app_url,
+            additional_headers={"Cookie": browser.cookie_header()},
+            compression=None,
+            max_queue=None,
+        )
+        await self.ws.send(json.dumps({"action": "sync", "after": 0}))
+        self.reader = asyncio.create_task(self.read())
+
+    async def read(self) -> None:
+        async for frame in self.ws:
+            now = time.monotonic()
+            self.frames.append((now, frame))
+            if self.first_text_at is None and TEXT_APPEND_HINT in frame:
+                self.first_text_at = now
+            if FINAL_HINT in frame:
+                self.finals += 1
+            self.changed.set()
+
+    async def wait_until(self, condition, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis: match frames to emits, rebuild the text, check it
+
+
+@dataclass
+class StreamCheck:
+    # One per matched text frame: (emit time of its newest delta, receive time, deltas in it).
+    timings: list[tuple[float, float, int]] = field(default_factory=list)
+    frames: int = 0
+    multi_delta_frames: int = 0
+    unmatched_frames: int = 0  # frame offset equal to no emitted delta's offset
+    reordered_frames: int = 0
+    lost_chars: int = 0
+    text_equal: bool = False
+    final_status: str = ""
+
+    @property
+    def overheads(self) -> list[float]:
+        return [received - emitted for emitted, received, _deltas in self.timings]
+
+
+def check_stream(page: Page, record: dict) -> StreamCheck:
+    """Rebuild the page's text of the assistant message and time each frame against emits."""
+    result = StreamCheck()
+    expected: str = record["content"]
+    emit_offsets = [offset for offset, _at in record["emits"]]
+    emit_times = {offset: at for offset, at in record["emits"]}
+    assistant = None
+    text = ""
+    for received_at, frame in page.frames:
+        if assistant is None:
+            inserted = ASSISTANT_INSERT.search(frame)
+            if inserted:
+                assistant = inserted.group(1)
+            continue
+        for message_id, status in FINAL.findall(frame):
+            if message_id == assistant:
+                result.final_status = status
+        for message_id, part, body in REPLACE.findall(frame):
+            if message_id == assistant and part == "text":
+                text = html.unescape(body)
+        appended = [
+            html.unescape(body)
+            for message_id, part, body in APPEND.findall(frame)
+            if message_id == assistant and part == "text"
+        ]
+        if not appended:
+            continue
+        piece = "".join(appended)
+        start = len(text)
+        if expected[start : start + len(piece)] != piece:
+            result.reordered_frames += 1
+        text += piece
+        result.frames += 1
+        end = len(text)
+        emitted_at = emit_times.get(end)
+        if emitted_at is None:
+            result.unmatched_frames += 1
+            continue
+        deltas = bisect.bisect_right(emit_offsets, end) - bisect.bisect_right(emit_offsets, start)
+        result.timings.append((emitted_at, received_at, deltas))
+        result.multi_delta_frames += deltas > 1
+    result.text_equal = text == expected
+    result.lost_chars = max(0, len(expected) - len(text))
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements
+
+
+@dataclass
+class Servers:
+    app_url: str
+    simulator_url: str
+    pids: dict[str, int]  # name -> pid, for CPU accounting
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by each process between start() and stop(), as a share of one core."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {**pids, "this client": os.getpid()}
+
+    def start(self) -> None:
+        self.began = time.monotonic()
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.began
+        return {
+            name: (cpu_seconds(pid) - self.before[name]) / wall for name, pid in self.pids.items()
+        }
+
+
+class LoopLag:
+    """How late this process's own event loop wakes up: if it lags, the client is the limit."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.lags: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            due = time.monotonic() + self.period
+            await asyncio.sleep(self.period)
+            self.lags.append(time.monotonic() - due)
+
+
+@dataclass
+class RelayRun:
+    streams: int
+    checks: list[StreamCheck]
+    missing_records: int
+    upstream_connections: int
+    seconds: float
+    cpu: dict[str, float]
+    client_lag_ms: list[float]
+
+    @property
+    def overheads_ms(self) -> list[float]:
+        return [o * 1000 for c in self.checks for o in c.overheads]
+
+    def steady_overheads_ms(self) -> list[float]:
+        """Frames whose delta was emitted while every stream was running: no stream starting
+        (no POST, no job start-up) or finishing, only relaying."""
+        timed = [c.timings for c in self.checks if c.timings]
+        if len(timed) < 2:
+            return []
+        begin = max(t[0][0] for t in timed)
+        end = min(t[-1][0] for t in timed)
+        return [
+            (received - emitted) * 1000
+            for t in timed
+            for emitted, received, _deltas in t
+            if begin <= emitted <= end
+        ]
+
+
+async def fetch_records(simulator_url: str, prefix: str) -> list[dict]:
+    """What the simulator recorded for the completions whose marker starts with `prefix`."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{simulator_url}/bench/records", params={"prefix": prefix})
+        response.raise_for_status()
+    return response.json()
+
+
+def connections_used(records: list[dict]) -> int:
+    """Distinct client (address, port) pairs: how many TCP connections carried the requests."""
+    return len({tuple(r["client"] or ()) for r in records})
+
+
+async def measure_relay(
+    browser: Browser,
+    servers: Servers,
+    conversations: list[int],
+    tokens: int,
+    delay: float,
+    ramp: float,
+    label: str,
+) -> RelayRun:
+    """Stream `len(conversations)` replies at once, each watched by its own open page."""
+    streams = len(conversations)
+    pages = [Page(cid) for cid in conversations]
+    await asyncio.gather(*(page.open(browser) for page in pages))
+    prefix = f"bench-{label}-"
+    markers = [f"{prefix}{n:03d}" for n in range(streams)]
+
+    async def send(n: int) -> None:
+        await asyncio.sleep(ramp * n / streams)  # spread the starts: random-ish phases
+        text = f"{markers[n]} [sim:length={tokens}] [sim:delay={delay:g}]"
+        await browser.send(conversations[n], text)
+
+    cpu, lag = CpuMeter(servers.pids), LoopLag()
+    cpu.start()
+    lag_probe = asyncio.create_task(lag.run())
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(send(n) for n in range(streams)))
+        budget = ramp + tokens * delay * 3 + 30
+        await asyncio.gather(
+            *(page.wait_until(lambda p=page: p.finals >= 1, timeout=budget) for page in pages)
+        )
+    finally:
+        lag_probe.cancel()
+    seconds = time.monotonic() - started
+    cpu_share = cpu.stop()
+    records = {r["marker"]: r for r in await fetch_records(servers.simulator_url, prefix)}
+    checks, missing = [], 0
+    for page, marker in zip(pages, markers, strict=True):
+        if marker not in records:
+            missing += 1
+            continue
+        checks.append(check_stream(page, records[marker]))
+    await asyncio.gather(*(page.close() for page in pages))
+    return RelayRun(
+        streams,
+        checks,
+        missing,
+        connections_used(list(records.values())),
+        seconds,
+        cpu_share,
+        [lag * 1000 for lag in lag.lags],
+    )
+
+
+@dataclass
+class TtftRun:
+    app_ms: list[float]
+    direct_ms: list[float]
+    # Where the app's time goes: POST sent -> request at the upstream -> first token emitted
+    # -> first frame received; and the same legs for the direct request.
+    app_legs_ms: list[tuple[float, float, float]]
+    direct_legs_ms: list[tuple[float, float, float]]
+    post_ms: list[float]  # POST answered, through the app (for reference)
+    upstream_connections: int
+    runs: int
+
+
+def first_emit(record: dict) -> float:
+    return min(at for offset, at in record["emits"] if offset > 0)
+
+
+async def measure_ttft(
+    browser: Browser, servers: Servers, conversations: list[int], warmup: int
+) -> TtftRun:
+    """Interleaved: one reply through the app, then its request body straight to the upstream."""
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    result = TtftRun([], [], [], [], [], 0, 0)
+    direct = httpx.AsyncClient(base_url=servers.simulator_url, timeout=30)
+    try:
+        for n, conversation_id in enumerate(conversations):
+            marker = f"bench-tapp-{n:03d}"  # through the app; "tdir" when direct
+            page = Page(conversation_id)
+            await page.open(browser)
+            await asyncio.sleep(0.05)  # let the sync settle: nothing else in flight
+            sent_at = time.monotonic()
+            await browser.send(conversation_id, f"{marker} [sim:length=8] [sim:delay=0]")
+            answered_at = time.monotonic()
+            await page.wait_until(lambda p=page: p.finals >= 1, timeout=30)
+            await page.close()
+            (via_app,) = await fetch_records(servers.simulator_url, marker)
+
+            # Same body, byte for byte, with a marker of its own (same length).
+            direct_marker = marker.replace("tapp", "tdir")
+            body = via_app["request"].replace(marker, direct_marker)
+            first_at = None
+            headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+            posted_at = time.monotonic()
+            async with aconnect_sse(
+                direct, "POST", "/chat/completions", content=body, headers=headers
+            ) as source:
+                async for event in source.aiter_sse():
+                    if first_at is None and event.data != "[DONE]":
+                        choices = json.loads(event.data).get("choices") or []
+                        if choices and (choices[0].get("delta") or {}).get("content"):
+                            first_at = time.monotonic()
+                    # read to the end, so the connection goes back to the pool
+            (straight,) = await fetch_records(servers.simulator_url, direct_marker)
+            if n < warmup:
+                continue
+            result.app_ms.append((page.first_text_at - sent_at) * 1000)
+            result.direct_ms.append((first_at - posted_at) * 1000)
+            result.post_ms.append((answered_at - sent_at) * 1000)
+            for legs, start, record, end in (
+                (result.app_legs_ms, sent_at, via_app, page.first_text_at),
+                (result.direct_legs_ms, posted_at, straight, first_at),
+            ):
+                arrived, emitted = record["arrived"], first_emit(record)
+                legs.append(
+                    ((arrived - start) * 1000, (emitted - arrived) * 1000, (end - emitted) * 1000)
+                )
+    finally:
+        await direct.aclose()
+    records = await fetch_records(servers.simulator_url, "bench-tapp-")
+    result.upstream_connections, result.runs = connections_used(records), len(records)
+    return result
+
+
+async def measure(args, servers: Servers, conversations: list[int]) -> dict:
+    browser = Browser(servers.app_url)
+    results: dict[str, Any] = {"relay": [], "load_before": load_average()}
+    try:
+        await browser.log_in()
+        unused = list(conversations)
+
+        def take(count: int) -> list[int]:
+            taken, unused[:count] = unused[:count], []
+            return taken
+
+        # Warm the app up (templates, upstream client, first WebSocket) before timing anything.
+        await measure_relay(browser, servers, take(2), 5, 0.0, 0.0, "warmup")
+        for streams in args.streams:
+            print(f"  relay, {streams} stream(s) ...", file=sys.stderr, flush=True)
+            run = await measure_relay(
+                browser,
+                servers,
+                take(streams),
+                args.tokens,
+                args.delay,
+                args.ramp if streams > 1 else 0.0,
+                f"relay{streams}",
+            )
+            results["relay"].append(run)
+            if len(results["relay"]) == 1 and args.ttft_runs:  # while the machine is quiet
+                print("  time to first token ...", file=sys.stderr, flush=True)
+                results["ttft"] = await measure_ttft(
+                    browser, servers, take(args.ttft_runs + args.warmup), args.warmup
+                )
+    finally:
+        await browser.close()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def dump_timings(results: dict, path: str) -> None:
+    """One JSON line per matched frame, times relative to the run's first emit."""
+    with open(path, "w") as out:
+        for run in results["relay"]:
+            start = min((t[0] for c in run.checks for t in c.timings), default=0.0)
+            for stream, check in enumerate(run.checks):
+                for emitted, received, deltas in check.timings:
+                    row = {
+                        "streams": run.streams,
+                        "stream": stream,
+                        "emitted_s": round(emitted - start, 6),
+                        "emitted_at": emitted,  # time.monotonic(), comparable across processes
+                        "overhead_ms": round((received - emitted) * 1000, 3),
+                        "deltas": deltas,
+                    }
+                    out.write(json.dumps(row) + "\n")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {usable} cores usable (os.cpu_count() = {os.cpu_count()})"
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "unknown"
+
+
+def verdict(ok: bool) -> str:
+    return "yes" if ok else "**NO**"
+
+
+def ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
+    if args.delay >= float(frame_interval):
+        coalescing = "the delay is longer, so coalescing should add no waiting"
+    else:
+        coalescing = (
+            "the delay is SHORTER: frames coalesce deltas and the overhead includes waiting"
+        )
+    lines = [
+        "## Relay benchmark",
+        "",
+        f"Machine: {machine()}; Python {sys.version.split()[0]}; load average before the run "
+        f"{results['load_before']}, after {load_average()}.",
+        f"Simulator per-token delay {args.delay:g} s, {args.tokens} tokens per reply; app frame "
+        f"interval {frame_interval} s ({coalescing}). "
+        f"Concurrent streams started over {args.ramp:g} s. Times in ms.",
+        "",
+        "| measure | streams | samples | p50 | p99 | max | target | met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for run in results["relay"]:
+        values = run.overheads_ms
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        target, ok = "", None
+        if run.streams == 1:
+            target, ok = "p50 <= 2 ms", p50 <= 2
+        elif run.streams >= 100:
+            target, ok = "p99 <= 15 ms", p99 <= 15
+        lines.append(
+            f"| relay overhead per frame | {run.streams} | {len(values)} | {ms(p50)} | {ms(p99)} "
+            f"| {ms(max(values, default=float('nan')))} | {target} "
+            f"| {verdict(ok) if ok is not None else ''} |"
+        )
+        steady = run.steady_overheads_ms()
+        if steady:
+            lines.append(
+                f"| - of which steady (all {run.streams} streaming, none starting) | "
+                f"{run.streams} | {len(steady)} | {ms(percentile(steady, 0.5))} "
+                f"| {ms(percentile(steady, 0.99))} | {ms(max(steady))} | | |"
+            )
+    ttft = results.get("ttft")
+    if ttft:
+        app, direct = statistics.median(ttft.app_ms), statistics.median(ttft.direct_ms)
+        paired = [a - d for a, d in zip(ttft.app_ms, ttft.direct_ms, strict=True)]
+        lines += [
+            f"| time to first token, through the app | 1 | {len(ttft.app_ms)} | {ms(app)} "
+            f"| {ms(percentile(ttft.app_ms, 0.99))} | {ms(max(ttft.app_ms))} | | |",
+            f"| time to first token, direct (httpx-sse) | 1 | {len(ttft.direct_ms)} "
+            f"| {ms(direct)} | {ms(percentile(ttft.direct_ms, 0.99))} | {ms(max(ttft.direct_ms))} "
+            "| | |",
+            f"| TTFT difference (p50 app - p50 direct) | 1 | | {ms(app - direct)} | | "
+            f"| <= 10 ms | {verdict(app - direct <= 10)} |",
+            f"| TTFT difference, run by run | 1 | {len(paired)} | {ms(statistics.median(paired))} "
+            f"| {ms(percentile(paired, 0.99))} | {ms(max(paired))} | | |",
+            "",
+            "Time to first token, leg by leg (p50, ms):",
+            "",
+            "| leg | through the app | direct |",
+            "| --- | ---: | ---: |",
+        ]
+        names = (
+            "request sent -> request reaches the simulator",
+            "simulator: request -> first token emitted",
+            "first token emitted -> received by the client",
+        )
+        for leg, name in enumerate(names):
+            via_app = statistics.median(legs[leg] for legs in ttft.app_legs_ms)
+            straight = statistics.median(legs[leg] for legs in ttft.direct_legs_ms)
+            lines.append(f"| {name} | {ms(via_app)} | {ms(straight)} |")
+        lines.append(
+            f"| (POST answered, for reference) | {ms(statistics.median(ttft.post_ms))} | |"
+        )
+        lines += [
+            "",
+            f"The app's {ttft.runs} time-to-first-token requests reached the simulator over "
+            f"{ttft.upstream_connections} TCP connection(s) (the direct client reuses one).",
+        ]
+    lines += [
+        "",
+        "Correctness, from the same frames:",
+        "",
+        "| streams | text frames | frames with >1 delta | frames matching no delta "
+        "| pages equal to the reply | lost chars | reordered frames | final status complete |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in results["relay"]:
+        checks = run.checks
+        lines.append(
+            f"| {run.streams} | {sum(c.frames for c in checks)} "
+            f"| {sum(c.multi_delta_frames for c in checks)} "
+            f"| {sum(c.unmatched_frames for c in checks)} "
+            f"| {sum(c.text_equal for c in checks)}/{run.streams} "
+            f"| {sum(c.lost_chars for c in checks)} | {sum(c.reordered_frames for c in checks)} "
+            f"| {sum(c.final_status == 'complete' for c in checks)}/{run.streams} |"
+        )
+        if run.missing_records:
+            lines.append(f"| {run.streams} | {run.missing_records} never reached the simulator |")
+    lines += [
+        "",
+        "Load during each relay run (CPU as a share of one core; the client's own event-loop lag "
+        "shows whether the client kept up):",
+        "",
+        "| streams | wall s | app CPU | simulator CPU | client CPU | client loop lag p99 / max ms "
+        "| upstream connections |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in results["relay"]:
+        cpu = run.cpu
+        lines.append(
+            f"| {run.streams} | {run.seconds:.1f} | {cpu['app']:.0%} | {cpu['simulator']:.0%} "
+            f"| {cpu['this client']:.0%} | {ms(percentile(run.client_lag_ms, 0.99))} / "
+            f"{ms(max(run.client_lag_ms, default=float('nan')))} | {run.upstream_connections} |"
+        )
+    lagging = [r.streams for r in results["relay"] if percentile(r.client_lag_ms, 0.99) > 5]
+    if lagging:
+        lines += [
+            "",
+            f"Note: the client's own event loop lagged (p99 > 5 ms) in the {lagging}-stream "
+            "run(s): the machine was busy or the client overloaded, and those figures include "
+            "the client's delays.",
+        ]
+    lines += ["", f"Whole run: {elapsed:.1f} s."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--streams",
+        default="1,100",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        help="comma-separated concurrent stream counts (default 1,100)",
+    )
+    parser.add_argument("--tokens", type=int, default=80, help="tokens per reply (default 80)")
+    parser.add_argument("--delay", type=float, default=0.06, help="seconds per token (0.06)")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds to start all streams")
+    parser.add_argument("--ttft-runs", type=int, default=20, help="timed TTFT runs (20)")
+    parser.add_argument("--warmup", type=int, default=3, help="TTFT warm-up runs dropped (3)")
+    parser.add_argument("--time-limit", type=float, default=170, help="seconds for the runs")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
+    parser.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the app process (repeatable), e.g. "
+        "PLAYGROUND_CHECKPOINT_SECONDS=1000",
+    )
+    parser.add_argument("--dump", metavar="FILE", help="write every frame's timing as JSON lines")
+    parser.add_argument(
+        "--asgi",
+        default="playground.asgi:application",
+        help="the app daphne serves (for what-if experiments; default %(default)s)",
+    )
+    parser.add_argument(
+        "--serve-simulator", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.tokens <= 100_000:
+        parser.error("--tokens must be 1 to 100000")
+    return args
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    try:
+        with Processes(workdir) as processes:
+            sim_port, app_port = free_port(), free_port()
+            simulator_url = f"http://{HOST}:{sim_port}/v1"
+            app_url = f"http://{HOST}:{app_port}"
+            print("starting the simulator and the app ...", file=sys.stderr, flush=True)
+            simulator = processes.start(
+                "simulator",
+                [sys.executable, __file__, "--serve-simulator", str(sim_port), str(args.delay)],
+                sim_port,
+                {**os.environ, "PYTHONPATH": str(REPO)},
+            )
+            env = app_environment(workdir / "data", simulator_url)
+            env.update(item.split("=", 1) for item in args.app_env)
+            needed = 2 + sum(args.streams) + args.ttft_runs + args.warmup
+            conversations = prepare_database(env, needed)
+            daphne = str(Path(sys.executable).with_name("daphne"))
+            app = processes.start(
+                "app",
+                [daphne, "-b", HOST, "-p", str(app_port), args.asgi],
+                app_port,
+                env,
+            )
+            pids = {"app": app.pid, "simulator": simulator.pid}
+            servers = Servers(app_url, simulator_url, pids)
+            try:
+                results = asyncio.run(
+                    asyncio.wait_for(measure(args, servers, conversations), args.time_limit)
+                )
+            except Exception:
+                print(processes.logs(), file=sys.stderr)
+                raise
+        frame_interval = env.get("PLAYGROUND_FRAME_INTERVAL", "0.05")
+        if args.dump:
+            dump_timings(results, args.dump)
+        print(report(args, results, frame_interval, time.monotonic() - began))
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_simulator:
+        serve_simulator(int(args.serve_simulator[0]), float(args.serve_simulator[1]))
+        return 0
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return run_benchmark(args)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
