@@ -48,9 +48,10 @@ def conversation_group(conversation_id: int) -> str:
 
 def _db(fn):
     # Off the event loop, in the shared pool: one job's save never waits on another's thread.
-    # The pool's threads outlive requests, so nothing else tidies their connections: like Django
-    # at each request, drop one that is broken or past CONN_MAX_AGE first (with health checks, a
-    # connection the database closed is replaced instead of failing every save from then on).
+    # Those threads outlive requests, so nothing else tidies their database connections: like
+    # Django around a request, each call drops a broken or expired one first and lets go of it
+    # after (back to PostgreSQL's pool, see settings.DATABASES), so a connection the database
+    # closed is replaced instead of failing every save from then on.
     return database_sync_to_async(fn, thread_sensitive=False)
 
 
@@ -399,8 +400,8 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
         cutoff = timezone.now() - lease
         stale = stale.filter(Q(checkpoint_at__lt=cutoff) | Q(checkpoint_at__isnull=True))
         stale = stale.exclude(pk__in=running_ids())
-    messages = list(stale.select_related("conversation"))
-    for message in messages:
+    settled = []
+    for message in stale.select_related("conversation"):
         message.status = Message.Status.INTERRUPTED
         message.html = render_markdown(message.content) if message.content else ""
         message.finished_at = timezone.now()
@@ -411,5 +412,14 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
             "hint": "The text received so far is kept. Retry to generate the reply again.",
             "retry_after": None,
         }
-        message.save(update_fields=["status", "html", "finished_at", "error"])
-    return messages
+        # Only if nothing changed since it was read: a job that checkpointed or finished in
+        # the meantime is alive, and keeps its row.
+        changed = stale.filter(pk=message.pk, checkpoint_at=message.checkpoint_at).update(
+            status=message.status,
+            html=message.html,
+            finished_at=message.finished_at,
+            error=message.error,
+        )
+        if changed:
+            settled.append(message)
+    return settled

@@ -3,6 +3,8 @@
 A bad value stops start-up with a message that names the variable.
 """
 
+import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -129,17 +131,41 @@ TEMPLATES = [
     },
 ]
 
+# Database. Embedded default: SQLite under the data dir. Scaled out: PostgreSQL via DATABASE_URL
+# (options such as ?connect_timeout=5 or ?sslmode=require go in the URL).
+#
+# Threads that use the database: the event loop's default thread pool, where replies and the
+# sweeper save (sync_to_async(thread_sensitive=False); its size is ASGI_THREADS, which daphne
+# reads at start, else asyncio's min(32, CPUs + 4)); asgiref's one thread for the ORM calls of
+# WebSocket consumers; a thread per HTTP request being handled (Django's ASGI handler starts one
+# per request and lets it end with the request); a thread per upload being processed.
+#
+# PostgreSQL: each process keeps a pool of connections (psycopg's pool, built into Django). A
+# thread borrows a connection for one request, one save or one consumer event, and gives it back,
+# so one process never holds more than PLAYGROUND_DB_POOL_SIZE connections, however many threads
+# it runs (a thread that finds none free waits up to 10 s). The sum must fit the server:
+#   processes x PLAYGROUND_DB_POOL_SIZE <= max_connections - superuser_reserved_connections (3)
+#                                          - room for migrate, psql, backups
+# e.g. PostgreSQL's default max_connections=100: 4 processes x 20 = 80. More processes: a smaller
+# pool, a larger max_connections, or PgBouncer in transaction mode in between. Health checks
+# make the pool replace a connection the server dropped (restart, failover, idle timeout) before
+# lending it. Django's persistent connections (CONN_MAX_AGE) are not used: under ASGI each
+# request has a thread of its own, whose kept connection would linger until garbage collection.
+DB_POOL_SIZE = envint("PLAYGROUND_DB_POOL_SIZE", "20", minimum=1)
 if os.getenv("DATABASE_URL"):
     import dj_database_url
 
     try:
         DATABASES = {
-            "default": dj_database_url.parse(
-                os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
-            )
+            "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_health_checks=True)
         }
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "pool": {"min_size": min(2, DB_POOL_SIZE), "max_size": DB_POOL_SIZE, "timeout": 10},
+        }
 else:
     DATABASES = {
         "default": {
@@ -153,26 +179,61 @@ else:
             },
             # A file, not shared-cache memory: streams save from several threads at once.
             "TEST": {"NAME": DATA_DIR / "test.sqlite3"},
+            # Kept open by the long-lived threads replies save from (no server, no limit).
+            "CONN_MAX_AGE": 600,
         }
     }
 
+# Channel layer. Embedded default: in memory (one process). Scaled out: Redis via REDIS_URL, so
+# frames, Stop and snapshots reach every process. Per channel at most `capacity` messages wait,
+# each for at most `expiry` seconds (a page that falls that far behind misses frames; the job
+# never waits). A page joins its conversation's group when its WebSocket connects and stays a
+# member for `group_expiry` seconds: longer than daphne's --websocket_timeout (86400 s by
+# default), after which daphne closes the socket and the page reconnects and joins again.
+# Keys start with PLAYGROUND_REDIS_PREFIX, so several deployments (or test runs) can share a Redis.
 REDIS_URL = os.getenv("REDIS_URL", "").strip()
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, not {REDIS_URL!r}")
 if REDIS_URL:
+    REDIS_PREFIX = envstr("PLAYGROUND_REDIS_PREFIX", "playground").strip()
+    if not REDIS_PREFIX or any(c.isspace() or c in "*?[]" for c in REDIS_PREFIX):
+        raise ImproperlyConfigured(
+            f"PLAYGROUND_REDIS_PREFIX must be a word with no spaces or wildcards, not "
+            f"{REDIS_PREFIX!r}"
+        )
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            "CONFIG": {
+                # channels_redis waits for messages with 5-second blocking reads (BZPOPMIN);
+                # redis-py 8 gives up on any read after 5 s by default, which kills idle pages'
+                # consumers and jobs' Stop listeners (django/channels_redis#422). Here a read
+                # may wait 15 s, longer than any blocking command; a dead Redis is still noticed.
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+                ],
+                "prefix": REDIS_PREFIX,
+                "capacity": 1000,
+                "expiry": 30,
+                "group_expiry": 3 * 86400,
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 1000, "expiry": 30},
+            "BACKEND": "chat.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 30, "group_expiry": 3 * 86400},
         }
     }
+
+# Log-in throttling counts failures here: shared by every process when Redis is there.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -197,8 +258,41 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Hashed, compressed static files need `collectstatic` (scripts/serve and the image run it);
 # PLAYGROUND_MANIFEST_STATIC=false serves them straight from the source folders instead.
 MANIFEST_STATIC = envbool("PLAYGROUND_MANIFEST_STATIC", "false" if DEBUG else "true")
+
+
+# Where FileFields store files: by default the file system under MEDIA_ROOT (the data dir's
+# media/). Another Django storage, e.g. django-storages' S3 for an S3-compatible store:
+#   PLAYGROUND_STORAGE_BACKEND=storages.backends.s3.S3Storage
+#   PLAYGROUND_STORAGE_OPTIONS='{"bucket_name": "playground", "endpoint_url": "https://..."}'
+# Not enough yet: uploads, their processing, serving, export and sharing (chat.attachments,
+# chat.media, chat.payloads, chat.archive, chat.sharing) work on local files under MEDIA_ROOT;
+# see README, "Scaling out".
+def _storage_options() -> dict:
+    value = envstr("PLAYGROUND_STORAGE_OPTIONS", "{}")
+    try:
+        options = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"PLAYGROUND_STORAGE_OPTIONS is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured("PLAYGROUND_STORAGE_OPTIONS must be a JSON object")
+    return options
+
+
+STORAGE_BACKEND = envstr(
+    "PLAYGROUND_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+).strip()
+_storage_module = STORAGE_BACKEND.rpartition(".")[0]
+try:
+    _storage_found = bool(_storage_module) and importlib.util.find_spec(_storage_module)
+except ImportError:
+    _storage_found = False
+if not _storage_found:
+    raise ImproperlyConfigured(
+        f"PLAYGROUND_STORAGE_BACKEND must name a storage class that is installed, "
+        f"not {STORAGE_BACKEND!r}"
+    )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": STORAGE_BACKEND, "OPTIONS": _storage_options()},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if MANIFEST_STATIC
@@ -278,6 +372,11 @@ PLAYGROUND_MAX_AUDIO_BYTES = envint("PLAYGROUND_MAX_AUDIO_BYTES", str(100 * MB),
 PLAYGROUND_MAX_AUDIO_SECONDS = envfloat("PLAYGROUND_MAX_AUDIO_SECONDS", "1200", minimum=1)
 PLAYGROUND_MAX_VIDEO_BYTES = envint("PLAYGROUND_MAX_VIDEO_BYTES", str(256 * MB), minimum=1)
 PLAYGROUND_MAX_VIDEO_SECONDS = envfloat("PLAYGROUND_MAX_VIDEO_SECONDS", "150", minimum=1)
+# Importing a conversation archive: the upload, and everything it unpacks to.
+PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES = envint(
+    "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES", str(256 * MB), minimum=1
+)
+PLAYGROUND_MAX_IMPORT_BYTES = envint("PLAYGROUND_MAX_IMPORT_BYTES", str(1024 * MB), minimum=1)
 PLAYGROUND_UPLOAD_CHUNK_BYTES = envint("PLAYGROUND_UPLOAD_CHUNK_BYTES", str(8 * MB), minimum=1024)
 # How media reaches the API: "inline" base64 data URLs, or "url": signed, expiring links on
 # PLAYGROUND_PUBLIC_URL (which the API's servers must be able to reach).

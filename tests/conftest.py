@@ -7,13 +7,44 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 30
+SERVICES_HOWTO = (
+    "run with DATABASE_URL=postgres://... and REDIS_URL=redis://..., e.g. "
+    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
+    "REDIS_URL=redis://127.0.0.1:6379/15 scripts/test (README, Test it)"
+)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "services: needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); skipped when they are "
+        "not configured or do not answer, except in CI (CI=true), where a skip is a failure",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI the service-backed tests must run: a skip of one of them fails the run."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)  # for fixtures that explain failures
+    if report.skipped and in_ci() and item.get_closest_marker("services"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and a service-backed test was skipped: {reason}"
+    return report
 
 
 def free_port() -> int:
@@ -23,7 +54,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(args: list[str], port: int, env: dict | None = None) -> Iterator[None]:
+def running(args: list[str], port: int, env: dict | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; fail with its output if it never listens."""
     # A file, not a pipe: nobody reads the output while tests run, and a full pipe would block.
     with tempfile.TemporaryFile(mode="w+") as output:
@@ -45,7 +76,7 @@ def running(args: list[str], port: int, env: dict | None = None) -> Iterator[Non
                         output.seek(0)
                         pytest.fail(f"{args[:3]} did not start on port {port}:\n{output.read()}")
                     time.sleep(0.05)
-            yield
+            yield process
         finally:
             process.terminate()
             try:
@@ -78,9 +109,108 @@ def _media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_channel_layer():
-    """Each test starts with an empty in-memory channel layer (queues belong to one loop)."""
+def _fresh_channel_layer(_redis_of_this_run):
+    """Each test starts with an empty channel layer: a new in-memory one (its queues belong to
+    one event loop), or, with REDIS_URL, a new Redis layer (whose connection pools are per loop)
+    over a Redis with no keys of this run left."""
     yield
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
+    if _redis_of_this_run is not None:
+        _redis_of_this_run()
+
+
+@pytest.fixture(scope="session")
+def _redis_of_this_run():
+    """With REDIS_URL: the channel layer's keys get a prefix of this run's own, so runs sharing
+    a Redis keep apart and no other key is removed; returns what removes this run's keys."""
+    from django.conf import settings
+
+    if not getattr(settings, "REDIS_URL", ""):
+        yield None
+        return
+    import redis
+
+    prefix = f"playground-test-{uuid.uuid4().hex[:12]}"
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def remove_keys() -> None:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    yield remove_keys
+    remove_keys()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """In-process tests use plain PostgreSQL connections, not the pool the settings ask for.
+
+    Django's test client and Channels' communicator stop threads from closing their connections
+    while they run (so a test's transaction survives), which with a pool means connections never
+    given back, and soon none to lend. The pool is what real processes use: tests/test_scaled.py
+    runs it there."""
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        database.get("OPTIONS", {}).pop("pool", None)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """Before the test database is dropped, let go of connections still held by the dead worker
+    threads of finished event loops (a connection is part of a reference cycle, so only the
+    garbage collector closes it); PostgreSQL refuses to drop a database that is in use."""
+    yield
+    import gc
+
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_left_in_asgiref_thread():
+    """Async ORM calls made outside a request run in asgiref's one process-wide thread, whose
+    database connection would outlive the test (and keep PostgreSQL from dropping the test
+    database at the end): close it after each test."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, str]:
+    """PostgreSQL and Redis as DATABASE_URL and REDIS_URL name them, after checking both answer.
+
+    Skips (with how to run them) when they are not configured or do not answer; tests using this
+    should be marked `services`, so that in CI the skip fails the run instead."""
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    redis_url = os.environ.get("REDIS_URL", "").strip()
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        pytest.skip(
+            f"needs PostgreSQL and Redis: DATABASE_URL is not postgres://; {SERVICES_HOWTO}"
+        )
+    if not redis_url.startswith(("redis://", "rediss://")):
+        pytest.skip(f"needs PostgreSQL and Redis: REDIS_URL is not redis://; {SERVICES_HOWTO}")
+    import psycopg
+    import redis
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        where = urlsplit(database_url)
+        pytest.skip(f"PostgreSQL at {where.hostname}:{where.port or 5432} does not answer: {exc}")
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        where = urlsplit(redis_url)
+        pytest.skip(f"Redis at {where.hostname}:{where.port or 6379} does not answer: {exc}")
+    return {"database_url": database_url, "redis_url": redis_url}

@@ -110,9 +110,14 @@ async def open_page(
     )
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_json_to(
-        {"action": "sync", "after": after, "streaming": list(streaming)}
-    )
+    # A page of a conversation with no messages yet has nothing to sync; not sending it also
+    # keeps its (unanswered) sync from racing with a message the test sends next, which could
+    # make the page wait for a snapshot of a job that has already ended.
+    has_messages = await Message.objects.filter(conversation_id=conversation_id).aexists()
+    if after or streaming or has_messages:
+        await communicator.send_json_to(
+            {"action": "sync", "after": after, "streaming": list(streaming)}
+        )
     return Page(communicator)
 
 
