@@ -47,8 +47,12 @@ def main() -> None:
                 conversation=conversation, parent=parent, role="user", content=f"Question {turn}"
             )
             parent = Message.objects.create(
-                conversation=conversation, parent=question, role="assistant", content=answer,
-                html=html, usage={"prompt_tokens": 10, "completion_tokens": 20},
+                conversation=conversation,
+                parent=question,
+                role="assistant",
+                content=answer,
+                html=html,
+                usage={"prompt_tokens": 10, "completion_tokens": 20},
                 cost={"usd_spent": 0.0001},
             )
         client = Client()
@@ -66,7 +70,7 @@ def main() -> None:
             assert response.content.count(b'data-testid="message"') == 1000
         print("| measure | value | target |")
         print("| --- | ---: | --- |")
-        print(f"| messages rendered | 1000 | |")
+        print("| messages rendered | 1000 | |")
         print(f"| server time, median of 10 | {statistics.median(times):.0f} ms | < 200 ms |")
         print(f"| server time, slowest of 10 | {max(times):.0f} ms | |")
         print(f"| queries per page | {queries} | fixed |")
