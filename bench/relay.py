@@ -1,20 +1,30 @@
 """Relay benchmark: how much the app adds between the upstream and the page.
 
     .venv/bin/python bench/relay.py [--streams 1,100] [--tokens 80] [--delay 0.06] [--ttft-runs 20]
+    .venv/bin/python bench/relay.py --processes 2 --redis redis://127.0.0.1:6379/14 \
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres --streams 1,100,500
 
 Method
 ------
-Three processes on loopback, all started here and stopped on exit (or Ctrl-C):
+Three processes on loopback (four with two app processes), all started here and stopped on exit
+(or Ctrl-C):
 
 - the offline simulator (`chat.simulator.create_app`) served by daphne, built with an `on_emit`
   hook that records `time.monotonic()` right after each content delta is handed to the server,
   keyed by completion id and the number of content characters sent so far. A thin ASGI wrapper
   also keeps each completion's request body and response bytes, and serves all of it at
   `GET /bench/records` when the runs are over;
-- the app: `manage.py migrate` on a fresh SQLite data dir, then one daphne process pointed at the
-  simulator with `PLAYGROUND_API_BASE`, with the in-memory channel layer;
+- the app: `manage.py migrate` on a fresh data dir, then one daphne process pointed at the
+  simulator with `PLAYGROUND_API_BASE`: SQLite and the in-memory channel layer by default.
+  Scaled out (`--processes 2 --redis URL`): two daphne processes, A and B, sharing the data dir,
+  the database and a Redis channel layer, as in README "Scaling out". Their Redis keys get a
+  prefix of their own (`PLAYGROUND_REDIS_PREFIX`), deleted at exit; with `--database-url` (a
+  PostgreSQL server) they share a scratch database `bench_<random>` created, migrated and
+  dropped here, else one SQLite file;
 - this process, acting as the browser: it logs in, opens each conversation's WebSocket (session
   cookie, Origin header, `{"action": "sync"}`) before sending, then POSTs the message as htmx does.
+  With two processes every message is POSTed to A while its page is connected to B, so the job
+  runs in A and every frame reaches the page through Redis.
 
 Each user message starts with a marker (`bench-...`) that the simulator sees in the request body,
 so every page is matched to the completion that answered it, whatever the order of arrival.
@@ -28,6 +38,10 @@ so every page is matched to the completion that answered it, whatever the order 
    frames that still carry more than one delta are counted and shown. Concurrent streams start
    spread over --ramp seconds; the report also gives the figures for the steady window alone
    (every stream running, none starting or finishing), i.e. relaying without start-up work.
+   Direct, for comparison: right after each run, the same request bodies (new markers) go straight
+   to the simulator, as many at once over the same ramp, read by httpx-sse clients in this
+   process; each delta's arrival - its emit time is the floor any relay starts from (loopback,
+   an HTTP hop, SSE parsing, this client's event loop). Each figure is also shown as app/direct.
 2. Time to first token. Through the app: POST /c/<id>/send/ -> first text frame on the already
    open WebSocket. Directly: the same request body the app sent for that run, POSTed by httpx to
    the same simulator on a warm connection, read with httpx-sse -> first content delta. Both with
@@ -35,7 +49,11 @@ so every page is matched to the completion that answered it, whatever the order 
    emit times split each path into legs: to the upstream, inside it, and back to the client.
 3. Correctness, from the same frames: the text each page rebuilds must equal the simulator's
    reply for its completion. A frame whose text is not what the reply holds at the page's offset
-   counts as reordered; characters the page never got count as lost.
+   counts as reordered; characters the page never got count as lost. A run is bounded in time
+   (--time-limit for all of them): pages still waiting at its end keep what they got, so an
+   overloaded run is reported (frames per second delivered, lateness, lost and reordered text)
+   rather than failing. "Concurrent streams held" is the largest run whose every page got exactly
+   the simulator's reply.
 
 Beside the figures: CPU used by each process, and this client's own event-loop lag (a 5 ms
 sleep's lateness): when the client lags, the machine is busy and the figures include it.
@@ -53,6 +71,8 @@ import html
 import json
 import os
 import re
+import secrets
+import shlex
 import signal
 import socket
 import statistics
@@ -61,9 +81,11 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -267,7 +289,10 @@ class Processes:
 
 
 def app_environment(data_dir: Path, simulator_url: str) -> dict:
-    """The embedded default (SQLite, in-memory channel layer), upstream = our simulator."""
+    """The embedded default (SQLite, in-memory channel layer), upstream = our simulator.
+
+    Every process gets the same secret key, as README "Scaling out" asks.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
@@ -280,8 +305,44 @@ def app_environment(data_dir: Path, simulator_url: str) -> dict:
         DJANGO_ALLOWED_HOSTS=f"{HOST},localhost",
         DJANGO_DEBUG="false",
         PLAYGROUND_LOG_LEVEL="WARNING",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
     )
     return env
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database `bench_<random>` on that server, dropped afterwards.
+
+    The database named in `server_url` is only connected to, to create and drop it.
+    """
+    import psycopg
+
+    name = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no one else uses; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"relay-bench-{secrets.token_hex(6)}"
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        client.ping()  # fail before starting anything when Redis is not there
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 PREPARE_DATABASE = """
@@ -321,14 +382,17 @@ def prepare_database(env: dict, conversations: int) -> list[int]:
 
 
 class Browser:
-    """One logged-in person: session cookie and CSRF token, as the chat page has them."""
+    """One logged-in person: session cookie and CSRF token, as the chat page has them.
 
-    def __init__(self, app_url: str) -> None:
+    Requests go to `send_url`, pages connect to `page_url`: with two processes, A and B.
+    """
+
+    def __init__(self, send_url: str, page_url: str) -> None:
         import httpx
 
-        self.app_url = app_url
+        self.page_url = page_url
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
-        self.http = httpx.AsyncClient(base_url=app_url, limits=limits, timeout=60)
+        self.http = httpx.AsyncClient(base_url=send_url, limits=limits, timeout=60)
         self.csrf = ""
 
     async def log_in(self) -> None:
@@ -385,10 +449,10 @@ class Page:
     async def open(self, browser: Browser) -> None:
         from websockets.asyncio.client import connect
 
-        ws_url = browser.app_url.replace("http://", "ws://")
+        ws_url = browser.page_url.replace("http://", "ws://")
         self.ws = await connect(
             f"{ws_url}/ws/conversations/{self.conversation_id}/",
-            origin=browser.app_url,
+            origin=browser.page_url,
             additional_headers={"Cookie": browser.cookie_header()},
             compression=None,
             max_queue=None,
@@ -424,6 +488,15 @@ class Page:
 # Analysis: match frames to emits, rebuild the text, check it
 
 
+class Emits:
+    """One completion as the simulator sent it: its reply, and when each delta left."""
+
+    def __init__(self, record: dict) -> None:
+        self.content: str = record["content"]
+        self.offsets = [offset for offset, _at in record["emits"]]  # characters sent so far
+        self.times = {offset: at for offset, at in record["emits"]}
+
+
 @dataclass
 class StreamCheck:
     # One per matched text frame: (emit time of its newest delta, receive time, deltas in it).
@@ -440,13 +513,28 @@ class StreamCheck:
     def overheads(self) -> list[float]:
         return [received - emitted for emitted, received, _deltas in self.timings]
 
+    def add(self, emits: Emits, start: int, piece: str, received_at: float) -> None:
+        """A frame (or direct event) that appends `piece` to the copy at offset `start`."""
+        if emits.content[start : start + len(piece)] != piece:
+            self.reordered_frames += 1
+        self.frames += 1
+        end = start + len(piece)
+        emitted_at = emits.times.get(end)
+        if emitted_at is None:
+            self.unmatched_frames += 1
+            return
+        deltas = bisect.bisect_right(emits.offsets, end) - bisect.bisect_right(emits.offsets, start)
+        self.timings.append((emitted_at, received_at, deltas))
+        self.multi_delta_frames += deltas > 1
+
+    def finish(self, emits: Emits, text: str) -> None:
+        self.text_equal = text == emits.content
+        self.lost_chars = max(0, len(emits.content) - len(text))
+
 
 def check_stream(page: Page, record: dict) -> StreamCheck:
     """Rebuild the page's text of the assistant message and time each frame against emits."""
-    result = StreamCheck()
-    expected: str = record["content"]
-    emit_offsets = [offset for offset, _at in record["emits"]]
-    emit_times = {offset: at for offset, at in record["emits"]}
+    result, emits = StreamCheck(), Emits(record)
     assistant = None
     text = ""
     for received_at, frame in page.frames:
@@ -466,24 +554,30 @@ def check_stream(page: Page, record: dict) -> StreamCheck:
             for message_id, part, body in APPEND.findall(frame)
             if message_id == assistant and part == "text"
         ]
-        if not appended:
-            continue
-        piece = "".join(appended)
-        start = len(text)
-        if expected[start : start + len(piece)] != piece:
-            result.reordered_frames += 1
+        if appended:
+            piece = "".join(appended)
+            result.add(emits, len(text), piece, received_at)
+            text += piece
+    result.finish(emits, text)
+    return result
+
+
+@dataclass
+class DirectStream:
+    """One request straight to the simulator: each content delta with the time it arrived."""
+
+    pieces: list[tuple[float, str]] = field(default_factory=list)
+    done: bool = False  # [DONE] arrived
+    error: str = ""
+
+
+def check_direct(stream: DirectStream, record: dict) -> StreamCheck:
+    result, emits, text = StreamCheck(), Emits(record), ""
+    for received_at, piece in stream.pieces:
+        result.add(emits, len(text), piece, received_at)
         text += piece
-        result.frames += 1
-        end = len(text)
-        emitted_at = emit_times.get(end)
-        if emitted_at is None:
-            result.unmatched_frames += 1
-            continue
-        deltas = bisect.bisect_right(emit_offsets, end) - bisect.bisect_right(emit_offsets, start)
-        result.timings.append((emitted_at, received_at, deltas))
-        result.multi_delta_frames += deltas > 1
-    result.text_equal = text == expected
-    result.lost_chars = max(0, len(expected) - len(text))
+    result.finish(emits, text)
+    result.final_status = "complete" if stream.done else stream.error or "cut short"
     return result
 
 
@@ -502,7 +596,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 @dataclass
 class Servers:
-    app_url: str
+    send_url: str  # where messages are POSTed: the app process, or A of two
+    page_url: str  # where the pages' WebSockets connect: the same process, or B
     simulator_url: str
     pids: dict[str, int]  # name -> pid, for CPU accounting
 
@@ -551,15 +646,30 @@ class LoopLag:
 class RelayRun:
     streams: int
     checks: list[StreamCheck]
-    missing_records: int
+    missing_records: int  # streams whose request never reached the simulator
     upstream_connections: int
     seconds: float
     cpu: dict[str, float]
     client_lag_ms: list[float]
+    errors: list[str] = field(default_factory=list)  # sends (or direct requests) that failed
+    unfinished: int = 0  # streams still going when the run's time was up
+    direct: RelayRun | None = None  # the same requests straight to the simulator
 
     @property
     def overheads_ms(self) -> list[float]:
         return [o * 1000 for c in self.checks for o in c.overheads]
+
+    def frames_per_second(self) -> float:
+        """Text frames delivered per second, first delta emitted -> last frame received."""
+        timed = [c.timings for c in self.checks if c.timings]
+        if not timed:
+            return 0.0
+        window = max(t[-1][1] for t in timed) - min(t[0][0] for t in timed)
+        return sum(c.frames for c in self.checks) / window if window > 0 else 0.0
+
+    def held(self) -> bool:
+        """Every stream's page got exactly the simulator's reply: nothing lost or reordered."""
+        return not self.missing_records and all(c.text_equal for c in self.checks)
 
     def steady_overheads_ms(self) -> list[float]:
         """Frames whose delta was emitted while every stream was running: no stream starting
@@ -592,6 +702,19 @@ def connections_used(records: list[dict]) -> int:
     return len({tuple(r["client"] or ()) for r in records})
 
 
+async def until(deadline: float, *waits) -> None:
+    """Await them all, or stop waiting at `deadline` (time.monotonic()): what came counts."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            await asyncio.gather(*waits)
+
+
+def failures(outcomes: list) -> list[str]:
+    return [
+        f"{type(e).__name__}: {e}".splitlines()[0] for e in outcomes if isinstance(e, Exception)
+    ]
+
+
 async def measure_relay(
     browser: Browser,
     servers: Servers,
@@ -600,8 +723,10 @@ async def measure_relay(
     delay: float,
     ramp: float,
     label: str,
+    deadline: float,
 ) -> RelayRun:
-    """Stream `len(conversations)` replies at once, each watched by its own open page."""
+    """Stream `len(conversations)` replies at once, each watched by its own open page; pages
+    still waiting at `deadline` keep what they got."""
     streams = len(conversations)
     pages = [Page(cid) for cid in conversations]
     await asyncio.gather(*(page.open(browser) for page in pages))
@@ -618,11 +743,9 @@ async def measure_relay(
     lag_probe = asyncio.create_task(lag.run())
     started = time.monotonic()
     try:
-        await asyncio.gather(*(send(n) for n in range(streams)))
-        budget = ramp + tokens * delay * 3 + 30
-        await asyncio.gather(
-            *(page.wait_until(lambda p=page: p.finals >= 1, timeout=budget) for page in pages)
-        )
+        sent = await asyncio.gather(*(send(n) for n in range(streams)), return_exceptions=True)
+        finished = [page.wait_until(lambda p=page: p.finals >= 1, None) for page in pages]
+        await until(deadline, *finished)
     finally:
         lag_probe.cancel()
     seconds = time.monotonic() - started
@@ -643,6 +766,78 @@ async def measure_relay(
         seconds,
         cpu_share,
         [lag * 1000 for lag in lag.lags],
+        failures(sent),
+        sum(not page.finals for page in pages),
+    )
+
+
+async def measure_direct(
+    servers: Servers, app_label: str, label: str, ramp: float, deadline: float
+) -> RelayRun:
+    """The app run's requests again, byte for byte but for the marker, straight to the
+    simulator: as many at once, over the same ramp, each read by httpx-sse."""
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    sent = sorted(
+        await fetch_records(servers.simulator_url, f"bench-{app_label}-"),
+        key=lambda r: r["marker"],
+    )
+    streams = len(sent)
+    prefix = f"bench-{label}-"  # as long as the app run's, so the bodies are the same size
+    markers = [f"{prefix}{n:03d}" for n in range(streams)]
+    results = [DirectStream() for _ in sent]
+    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
+    client = httpx.AsyncClient(base_url=servers.simulator_url, limits=limits, timeout=60)
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+    async def stream(n: int) -> None:
+        await asyncio.sleep(ramp * n / streams)
+        body = sent[n]["request"].replace(sent[n]["marker"], markers[n])
+        result = results[n]
+        try:
+            async with aconnect_sse(
+                client, "POST", "/chat/completions", content=body, headers=headers
+            ) as source:
+                async for event in source.aiter_sse():
+                    received_at = time.monotonic()
+                    if event.data == "[DONE]":
+                        result.done = True
+                        continue
+                    for choice in json.loads(event.data).get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if choice.get("index", 0) == 0 and piece:
+                            result.pieces.append((received_at, piece))
+        except Exception as exc:
+            result.error = f"{type(exc).__name__}: {exc}"[:200]
+
+    cpu, lag = CpuMeter(servers.pids), LoopLag()
+    cpu.start()
+    lag_probe = asyncio.create_task(lag.run())
+    started = time.monotonic()
+    try:
+        await until(deadline, *(stream(n) for n in range(streams)))
+    finally:
+        lag_probe.cancel()
+        await client.aclose()
+    seconds = time.monotonic() - started
+    cpu_share = cpu.stop()
+    records = {r["marker"]: r for r in await fetch_records(servers.simulator_url, prefix)}
+    checks = [
+        check_direct(result, records[marker])
+        for result, marker in zip(results, markers, strict=True)
+        if marker in records
+    ]
+    return RelayRun(
+        streams,
+        checks,
+        streams - len(checks),
+        connections_used(list(records.values())),
+        seconds,
+        cpu_share,
+        [lag * 1000 for lag in lag.lags],
+        [r.error for r in results if r.error],
+        sum(not r.done and not r.error for r in results),
     )
 
 
@@ -721,9 +916,9 @@ async def measure_ttft(
     return result
 
 
-async def measure(args, servers: Servers, conversations: list[int]) -> dict:
-    browser = Browser(servers.app_url)
-    results: dict[str, Any] = {"relay": [], "load_before": load_average()}
+async def measure(args, servers: Servers, conversations: list[int], deadline: float) -> dict:
+    browser = Browser(servers.send_url, servers.page_url)
+    results: dict[str, Any] = {"relay": [], "skipped": [], "load_before": load_average()}
     try:
         await browser.log_in()
         unused = list(conversations)
@@ -733,8 +928,14 @@ async def measure(args, servers: Servers, conversations: list[int]) -> dict:
             return taken
 
         # Warm the app up (templates, upstream client, first WebSocket) before timing anything.
-        await measure_relay(browser, servers, take(2), 5, 0.0, 0.0, "warmup")
+        warm = min(deadline, time.monotonic() + 30)
+        await measure_relay(browser, servers, take(2), 5, 0.0, 0.0, "warmup", warm)
         for streams in args.streams:
+            ramp = args.ramp if streams > 1 else 0.0
+            budget = ramp + args.tokens * args.delay * 3 + 30  # per pass: app, then direct
+            if deadline - time.monotonic() < 15:
+                results["skipped"].append(streams)
+                continue
             print(f"  relay, {streams} stream(s) ...", file=sys.stderr, flush=True)
             run = await measure_relay(
                 browser,
@@ -742,8 +943,17 @@ async def measure(args, servers: Servers, conversations: list[int]) -> dict:
                 take(streams),
                 args.tokens,
                 args.delay,
-                args.ramp if streams > 1 else 0.0,
-                f"relay{streams}",
+                ramp,
+                f"app{streams}",
+                min(deadline, time.monotonic() + budget),
+            )
+            print(f"  direct, {streams} stream(s) ...", file=sys.stderr, flush=True)
+            run.direct = await measure_direct(
+                servers,
+                f"app{streams}",
+                f"dir{streams}",
+                ramp,
+                min(deadline, time.monotonic() + budget),
             )
             results["relay"].append(run)
             if len(results["relay"]) == 1 and args.ttft_runs:  # while the machine is quiet
@@ -803,6 +1013,48 @@ def ms(value: float) -> str:
     return f"{value:.2f}"
 
 
+def ratio(value: float, base: float) -> str:
+    """value / base, as the app's figure against the same work done directly."""
+    if not base > 0 or value != value:  # no base, or NaN
+        return ""
+    return f"{value / base:.1f}x"
+
+
+def latency_row(
+    measure: str,
+    processes: int,
+    streams: int,
+    values: list[float],
+    direct: list[float],
+    target: str = "",
+    ok: bool | None = None,
+) -> str:
+    p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+    d50, d99 = percentile(direct, 0.5), percentile(direct, 0.99)
+    return (
+        f"| {measure} | {processes} | {streams} | {len(values)} | {ms(p50)} | {ms(p99)} "
+        f"| {ms(max(values, default=float('nan')))} | {ms(d50)} | {ms(d99)} "
+        f"| {ratio(p50, d50)} | {ratio(p99, d99)} | {target} "
+        f"| {verdict(ok) if ok is not None else ''} |"
+    )
+
+
+def setup_text(args) -> str:
+    if args.processes == 1:
+        processes = "One app process"
+    else:
+        processes = (
+            f"{args.processes} app processes (each message POSTed to A, its page's WebSocket "
+            "on B, so every frame crosses Redis)"
+        )
+    layer = f"Redis channel layer ({args.redis})" if args.redis else "in-memory channel layer"
+    if args.database_url:
+        database = "PostgreSQL (scratch database, pool per process)"
+    else:
+        database = "SQLite" + (" (one file for both)" if args.processes > 1 else "")
+    return f"{processes}; {layer}; {database}."
+
+
 def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
     if args.delay >= float(frame_interval):
         coalescing = "the delay is longer, so coalescing should add no waiting"
@@ -810,52 +1062,62 @@ def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
         coalescing = (
             "the delay is SHORTER: frames coalesce deltas and the overhead includes waiting"
         )
+    runs: list[RelayRun] = results["relay"]
+    procs = args.processes
     lines = [
         "## Relay benchmark",
         "",
+        f"Command: `.venv/bin/python {shlex.join(['bench/relay.py', *sys.argv[1:]])}`",
+        "",
         f"Machine: {machine()}; Python {sys.version.split()[0]}; load average before the run "
         f"{results['load_before']}, after {load_average()}.",
+        setup_text(args),
         f"Simulator per-token delay {args.delay:g} s, {args.tokens} tokens per reply; app frame "
         f"interval {frame_interval} s ({coalescing}). "
         f"Concurrent streams started over {args.ramp:g} s. Times in ms.",
+        "Direct: the same requests sent straight to the simulator right after each run, as many "
+        "at once over the same ramp, read by httpx-sse in this client: delta arrival - emit "
+        "(for time to first token, POST -> first delta). app/direct = the app's figure divided "
+        "by the direct one.",
         "",
-        "| measure | streams | samples | p50 | p99 | max | target | met |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| measure | processes | streams | samples | p50 | p99 | max | direct p50 | direct p99 "
+        "| app/direct p50 | app/direct p99 | target | met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for run in results["relay"]:
+    for run in runs:
         values = run.overheads_ms
         p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
         target, ok = "", None
-        if run.streams == 1:
+        if procs == 1 and run.streams == 1:  # DESIGN.md's bars are for one process
             target, ok = "p50 <= 2 ms", p50 <= 2
-        elif run.streams >= 100:
+        elif procs == 1 and run.streams == 100:
             target, ok = "p99 <= 15 ms", p99 <= 15
+        direct = run.direct.overheads_ms if run.direct else []
         lines.append(
-            f"| relay overhead per frame | {run.streams} | {len(values)} | {ms(p50)} | {ms(p99)} "
-            f"| {ms(max(values, default=float('nan')))} | {target} "
-            f"| {verdict(ok) if ok is not None else ''} |"
+            latency_row("relay overhead per frame", procs, run.streams, values, direct, target, ok)
         )
         steady = run.steady_overheads_ms()
         if steady:
             lines.append(
-                f"| - of which steady (all {run.streams} streaming, none starting) | "
-                f"{run.streams} | {len(steady)} | {ms(percentile(steady, 0.5))} "
-                f"| {ms(percentile(steady, 0.99))} | {ms(max(steady))} | | |"
+                latency_row(
+                    f"- of which steady (all {run.streams} streaming, none starting)",
+                    procs,
+                    run.streams,
+                    steady,
+                    run.direct.steady_overheads_ms() if run.direct else [],
+                )
             )
     ttft = results.get("ttft")
     if ttft:
         app, direct = statistics.median(ttft.app_ms), statistics.median(ttft.direct_ms)
         paired = [a - d for a, d in zip(ttft.app_ms, ttft.direct_ms, strict=True)]
         lines += [
-            f"| time to first token, through the app | 1 | {len(ttft.app_ms)} | {ms(app)} "
-            f"| {ms(percentile(ttft.app_ms, 0.99))} | {ms(max(ttft.app_ms))} | | |",
-            f"| time to first token, direct (httpx-sse) | 1 | {len(ttft.direct_ms)} "
-            f"| {ms(direct)} | {ms(percentile(ttft.direct_ms, 0.99))} | {ms(max(ttft.direct_ms))} "
-            "| | |",
-            f"| TTFT difference (p50 app - p50 direct) | 1 | | {ms(app - direct)} | | "
-            f"| <= 10 ms | {verdict(app - direct <= 10)} |",
-            f"| TTFT difference, run by run | 1 | {len(paired)} | {ms(statistics.median(paired))} "
-            f"| {ms(percentile(paired, 0.99))} | {ms(max(paired))} | | |",
+            latency_row("time to first token", procs, 1, ttft.app_ms, ttft.direct_ms),
+            f"| TTFT difference (p50 app - p50 direct) | {procs} | 1 | | {ms(app - direct)} "
+            f"| | | | | | | <= 10 ms | {verdict(app - direct <= 10)} |",
+            f"| TTFT difference, run by run | {procs} | 1 | {len(paired)} "
+            f"| {ms(statistics.median(paired))} | {ms(percentile(paired, 0.99))} "
+            f"| {ms(max(paired))} | | | | | | |",
             "",
             "Time to first token, leg by leg (p50, ms):",
             "",
@@ -879,50 +1141,130 @@ def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
             f"The app's {ttft.runs} time-to-first-token requests reached the simulator over "
             f"{ttft.upstream_connections} TCP connection(s) (the direct client reuses one).",
         ]
+
+    lines += [
+        "",
+        "Throughput: text frames delivered to the pages per second (first delta emitted -> last "
+        "frame received) against content deltas received directly; lateness = relay overhead.",
+        "",
+        "| measure | processes | streams | text frames | frames/s delivered | direct deltas/s "
+        "| app/direct | frames > 100 ms late | target | met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+
+    def throughput_row(measure: str, run: RelayRun, target: str = "", ok=None) -> str:
+        frames = sum(c.frames for c in run.checks)
+        rate = run.frames_per_second()
+        direct = run.direct.frames_per_second() if run.direct else float("nan")
+        late = sum(o > 100 for o in run.overheads_ms)
+        share = f" ({late / len(run.overheads_ms):.0%})" if late else ""
+        return (
+            f"| {measure} | {procs} | {run.streams} | {frames} | {rate:.0f} | {direct:.0f} "
+            f"| {ratio(rate, direct)} | {late}{share} | {target} "
+            f"| {verdict(ok) if ok is not None else ''} |"
+        )
+
+    for run in runs:
+        lines.append(throughput_row("frames delivered", run))
+    held = [run for run in runs if run.held()]
+    best = max(held, key=lambda run: run.streams, default=None)
+    bar = "200 streams (DESIGN.md)"
+    tried_bar = any(run.streams >= 200 for run in runs)
+    ok = (best is not None and best.streams >= 200) if tried_bar else None
+    if best is not None:
+        lines.append(
+            throughput_row(
+                "**concurrent streams held** (largest run, no lost or reordered text)",
+                best,
+                bar if tried_bar else "",
+                ok,
+            )
+        )
+    else:
+        lines.append(
+            f"| **concurrent streams held** | {procs} | none | | | | | | "
+            f"{bar if tried_bar else ''} | {verdict(False) if tried_bar else ''} |"
+        )
+
     lines += [
         "",
         "Correctness, from the same frames:",
         "",
-        "| streams | text frames | frames with >1 delta | frames matching no delta "
-        "| pages equal to the reply | lost chars | reordered frames | final status complete |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| processes | streams | text frames | frames with >1 delta | frames matching no delta "
+        "| pages equal to the reply | lost chars | reordered frames | final status complete "
+        "| direct: equal to the reply |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in results["relay"]:
+    for run in runs:
         checks = run.checks
+        direct_equal = (
+            f"{sum(c.text_equal for c in run.direct.checks)}/{run.direct.streams}"
+            if run.direct
+            else ""
+        )
         lines.append(
-            f"| {run.streams} | {sum(c.frames for c in checks)} "
+            f"| {procs} | {run.streams} | {sum(c.frames for c in checks)} "
             f"| {sum(c.multi_delta_frames for c in checks)} "
             f"| {sum(c.unmatched_frames for c in checks)} "
             f"| {sum(c.text_equal for c in checks)}/{run.streams} "
             f"| {sum(c.lost_chars for c in checks)} | {sum(c.reordered_frames for c in checks)} "
-            f"| {sum(c.final_status == 'complete' for c in checks)}/{run.streams} |"
+            f"| {sum(c.final_status == 'complete' for c in checks)}/{run.streams} "
+            f"| {direct_equal} |"
         )
-        if run.missing_records:
-            lines.append(f"| {run.streams} | {run.missing_records} never reached the simulator |")
+    for run in runs:
+        for name, part in (("app", run), ("direct", run.direct)):
+            if part and part.missing_records:
+                lines.append(
+                    f"\n{part.missing_records} of the {part.streams}-stream {name} run's "
+                    "requests never reached the simulator."
+                )
+            if part and part.errors:
+                lines.append(
+                    f"\n{len(part.errors)} {name} request(s) failed in the {part.streams}-stream "
+                    f"run, e.g. `{part.errors[0]}`."
+                )
+            if part and part.unfinished:
+                lines.append(
+                    f"\nThe {part.streams}-stream {name} run was cut short after "
+                    f"{part.seconds:.0f} s: {part.unfinished} stream(s) had not finished."
+                )
+
     lines += [
         "",
-        "Load during each relay run (CPU as a share of one core; the client's own event-loop lag "
+        "Load during each run (CPU as a share of one core; the client's own event-loop lag "
         "shows whether the client kept up):",
         "",
-        "| streams | wall s | app CPU | simulator CPU | client CPU | client loop lag p99 / max ms "
-        "| upstream connections |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| processes | streams | pass | wall s | app CPU | simulator CPU | client CPU "
+        "| client loop lag p99 / max ms | upstream connections |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in results["relay"]:
-        cpu = run.cpu
-        lines.append(
-            f"| {run.streams} | {run.seconds:.1f} | {cpu['app']:.0%} | {cpu['simulator']:.0%} "
-            f"| {cpu['this client']:.0%} | {ms(percentile(run.client_lag_ms, 0.99))} / "
-            f"{ms(max(run.client_lag_ms, default=float('nan')))} | {run.upstream_connections} |"
-        )
-    lagging = [r.streams for r in results["relay"] if percentile(r.client_lag_ms, 0.99) > 5]
+    lagging = set()
+    for run in runs:
+        for name, part in (("app", run), ("direct", run.direct)):
+            if part is None:
+                continue
+            cpu = part.cpu
+            apps = " + ".join(f"{cpu[key]:.0%}" for key in cpu if key.startswith("app"))
+            lag_p99 = percentile(part.client_lag_ms, 0.99)
+            if lag_p99 > 5:
+                lagging.add(part.streams)
+            lines.append(
+                f"| {procs} | {part.streams} | {name} | {part.seconds:.1f} | {apps} "
+                f"| {cpu['simulator']:.0%} | {cpu['this client']:.0%} | {ms(lag_p99)} / "
+                f"{ms(max(part.client_lag_ms, default=float('nan')))} "
+                f"| {part.upstream_connections} |"
+            )
+    if procs > 1:
+        lines += ["", "App CPU: process A (runs the jobs) + process B (holds the pages)."]
     if lagging:
         lines += [
             "",
-            f"Note: the client's own event loop lagged (p99 > 5 ms) in the {lagging}-stream "
-            "run(s): the machine was busy or the client overloaded, and those figures include "
-            "the client's delays.",
+            f"Note: the client's own event loop lagged (p99 > 5 ms) in the {sorted(lagging)}-"
+            "stream run(s): the machine was busy or the client overloaded, and those figures "
+            "include the client's delays.",
         ]
+    if results["skipped"]:
+        lines += ["", f"Not run, out of time (--time-limit): {results['skipped']} streams."]
     lines += ["", f"Whole run: {elapsed:.1f} s."]
     return "\n".join(lines)
 
@@ -944,14 +1286,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds to start all streams")
     parser.add_argument("--ttft-runs", type=int, default=20, help="timed TTFT runs (20)")
     parser.add_argument("--warmup", type=int, default=3, help="TTFT warm-up runs dropped (3)")
-    parser.add_argument("--time-limit", type=float, default=170, help="seconds for the runs")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=140,
+        help="seconds for all the runs (140); a run still going at the end is cut short",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="app processes (1); with 2, messages are sent to A and pages connect to B",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="channel layer on this Redis (keys under a prefix of their own, deleted at exit), "
+        "e.g. redis://127.0.0.1:6379/14; needed for --processes 2",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a PostgreSQL server, e.g. postgresql://postgres@127.0.0.1:5432/postgres: the app "
+        "gets a scratch database bench_<random> there, dropped at exit (default: SQLite)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     parser.add_argument(
         "--app-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra environment for the app process (repeatable), e.g. "
+        help="extra environment for the app processes (repeatable), e.g. "
         "PLAYGROUND_CHECKPOINT_SECONDS=1000",
     )
     parser.add_argument("--dump", metavar="FILE", help="write every frame's timing as JSON lines")
@@ -966,6 +1332,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.tokens <= 100_000:
         parser.error("--tokens must be 1 to 100000")
+    if args.processes > 1 and not args.redis:
+        parser.error("--processes 2 needs --redis: the processes share the channel layer")
+    if args.database_url and not args.database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("--database-url must be a postgresql:// URL")
     return args
 
 
@@ -973,10 +1343,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     try:
-        with Processes(workdir) as processes:
-            sim_port, app_port = free_port(), free_port()
+        # Unwound in reverse: the servers stop first, then the Redis keys and database go.
+        with contextlib.ExitStack() as stack:
+            sim_port = free_port()
             simulator_url = f"http://{HOST}:{sim_port}/v1"
-            app_url = f"http://{HOST}:{app_port}"
+            env = app_environment(workdir / "data", simulator_url)
+            if args.database_url:
+                env["DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
+            if args.redis:
+                env["REDIS_URL"] = args.redis
+                env["PLAYGROUND_REDIS_PREFIX"] = stack.enter_context(redis_prefix(args.redis))
+            env.update(item.split("=", 1) for item in args.app_env)
+            processes = stack.enter_context(Processes(workdir))
             print("starting the simulator and the app ...", file=sys.stderr, flush=True)
             simulator = processes.start(
                 "simulator",
@@ -984,22 +1362,28 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 sim_port,
                 {**os.environ, "PYTHONPATH": str(REPO)},
             )
-            env = app_environment(workdir / "data", simulator_url)
-            env.update(item.split("=", 1) for item in args.app_env)
             needed = 2 + sum(args.streams) + args.ttft_runs + args.warmup
-            conversations = prepare_database(env, needed)
+            conversations = prepare_database(env, needed)  # migrated once, before any app starts
             daphne = str(Path(sys.executable).with_name("daphne"))
-            app = processes.start(
-                "app",
-                [daphne, "-b", HOST, "-p", str(app_port), args.asgi],
-                app_port,
-                env,
-            )
-            pids = {"app": app.pid, "simulator": simulator.pid}
-            servers = Servers(app_url, simulator_url, pids)
+            names = ["app"] if args.processes == 1 else ["app A", "app B"]
+            pids, urls = {"simulator": simulator.pid}, []
+            for name in names:
+                port = free_port()
+                app = processes.start(
+                    name.replace(" ", "-"),
+                    [daphne, "-b", HOST, "-p", str(port), args.asgi],
+                    port,
+                    env,
+                )
+                pids[name] = app.pid
+                urls.append(f"http://{HOST}:{port}")
+            servers = Servers(urls[0], urls[-1], simulator_url, pids)
+            deadline = time.monotonic() + args.time_limit
             try:
                 results = asyncio.run(
-                    asyncio.wait_for(measure(args, servers, conversations), args.time_limit)
+                    asyncio.wait_for(  # a last resort: each run stops waiting at the deadline
+                        measure(args, servers, conversations, deadline), args.time_limit + 30
+                    )
                 )
             except Exception:
                 print(processes.logs(), file=sys.stderr)

@@ -49,6 +49,7 @@ def replace_html(message_id: int, part: str, text: str) -> str:
 # Frames that only forward text: no database work, so no need for channels' per-event
 # `aclose_old_connections` (a thread hop for every delta of every page).
 RELAY_ONLY = {"stream.delta", "stream.snapshot", "message.final", "message.insert"}
+# (stream.delta may ask the job for a snapshot, which is a channel-layer send, not a query.)
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
@@ -137,6 +138,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if held is None:
             return
         content_len, reasoning_len = held
+        if event["content_at"] > content_len or event["reasoning_at"] > reasoning_len:
+            # A frame went missing: rather than show text with a hole, start again from the
+            # job's whole text so far.
+            self.offsets.pop(message_id, None)
+            await generation.request_snapshot(message_id, self.channel_name)
+            return
         parts = []
         content, content_at = event["content"], event["content_at"]
         if content and content_at + len(content) > content_len and content_at <= content_len:

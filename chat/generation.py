@@ -122,6 +122,7 @@ class Job:
         self.sent_reasoning_len = 0
         self.last_frame = 0.0
         self.flush_task: asyncio.Task | None = None
+        self.flush_lock = asyncio.Lock()
         self.audio = bytearray()  # raw PCM of a spoken answer
         self.pending_audio = bytearray()
         self.tool_calls: dict[int, dict[str, Any]] = {}
@@ -247,6 +248,12 @@ class Job:
         await self.flush()
 
     async def flush(self) -> None:
+        # One frame at a time: two sends in flight could reach the pages in the wrong order
+        # (Redis gives each its own connection), and a page drops text that leaves a gap.
+        async with self.flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self.pending_content and not self.pending_reasoning and not self.pending_audio:
             return
         # Whole samples only: a chunk may end in the middle of one.

@@ -209,8 +209,17 @@ if REDIS_URL:
                 # redis-py 8 gives up on any read after 5 s by default, which kills idle pages'
                 # consumers and jobs' Stop listeners (django/channels_redis#422). Here a read
                 # may wait 15 s, longer than any blocking command; a dead Redis is still noticed.
+                # The pool also needs room for every page and job of a busy process: redis-py's
+                # default of 100 connections fails sends outright (MaxConnectionsError) beyond.
                 "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 5,
+                        "max_connections": envint(
+                            "PLAYGROUND_REDIS_MAX_CONNECTIONS", "4000", minimum=10
+                        ),
+                    }
                 ],
                 "prefix": REDIS_PREFIX,
                 "capacity": 1000,

@@ -629,3 +629,34 @@ async def test_a_silent_stream_keeps_its_lease_with_heartbeats(upstream_is_simul
     await client.post(f"/c/{conversation.pk}/stop/", headers={"HX-Request": "true"})
     assert await page.receive_until_final(reply.pk) == "stopped"
     await page.ws.disconnect()
+
+
+async def test_a_page_that_misses_a_frame_resyncs_from_the_job_instead_of_leaving_a_hole(
+    upstream_is_simulator, alice
+):
+    from channels.layers import get_channel_layer
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Long [sim:delay=0.03] [sim:length=200]")
+    await page.receive_until(lambda p: len(p.text.get(reply.pk, "")) > 10)
+
+    # A frame that starts past what the page holds: one before it was lost on the way.
+    await get_channel_layer().group_send(
+        conversation.group_name,
+        {
+            "type": "stream.delta",
+            "message": reply.pk,
+            "content": "XYZ",
+            "content_at": 10**6,
+            "reasoning": "",
+            "reasoning_at": 0,
+            "audio": "",
+        },
+    )
+    assert await page.receive_until_final(reply.pk) == "complete"
+    await reply.arefresh_from_db()
+    assert page.text[reply.pk] == reply.content  # resynced: no hole, no stray text
+    assert "XYZ" not in page.text[reply.pk]
+    await page.ws.disconnect()
