@@ -95,6 +95,22 @@ def simulator_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
 
 
+@pytest.fixture
+def upstream_is_simulator(settings, simulator_url):
+    """The app talks to the simulator on its loopback port: the real client, parser and relay."""
+    settings.PLAYGROUND_USE_SIMULATOR = False
+    settings.PLAYGROUND_API_BASE = simulator_url
+    settings.PLAYGROUND_API_KEY = ""
+    settings.PLAYGROUND_CHECKPOINT_SECONDS = 0.2
+    return simulator_url
+
+
+@pytest.fixture
+async def alice(django_user_model):
+    """A user for async tests (modules with sync tests define their own)."""
+    return await django_user_model.objects.acreate(username="alice")
+
+
 @pytest.fixture(autouse=True)
 def _static_from_source(settings):
     """Static files from the source folders: no `collectstatic` needed, no stale copy used."""

@@ -36,18 +36,6 @@ def test_switching_to_a_branch_goes_to_its_newest_leaf():
     assert {x.pk for x in branches.subtree(tree, tree[2])} == {3, 4, 5}
 
 
-@pytest.fixture
-def upstream_is_simulator(settings, simulator_url):
-    settings.PLAYGROUND_USE_SIMULATOR = False
-    settings.PLAYGROUND_API_BASE = simulator_url
-    settings.PLAYGROUND_API_KEY = ""
-
-
-@pytest.fixture
-async def alice(django_user_model):
-    return await django_user_model.objects.acreate(username="alice")
-
-
 async def wait_final(message_id: int) -> Message:
     for _ in range(400):
         message = await Message.objects.aget(pk=message_id)

@@ -69,18 +69,6 @@ async def upload(client, path) -> dict:
     raise AssertionError("processing did not finish")
 
 
-@pytest.fixture
-def upstream_is_simulator(settings, simulator_url):
-    settings.PLAYGROUND_USE_SIMULATOR = False
-    settings.PLAYGROUND_API_BASE = simulator_url
-    settings.PLAYGROUND_API_KEY = ""
-
-
-@pytest.fixture
-async def alice(django_user_model):
-    return await django_user_model.objects.acreate(username="alice")
-
-
 @pytest.mark.parametrize("suffix", list(CASES))
 async def test_each_kind_reaches_the_model_as_the_part_the_api_expects(
     upstream_is_simulator, alice, tmp_path, suffix

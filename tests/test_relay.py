@@ -75,20 +75,6 @@ class Page:
 
 
 @pytest.fixture
-def upstream_is_simulator(settings, simulator_url):
-    settings.PLAYGROUND_USE_SIMULATOR = False
-    settings.PLAYGROUND_API_BASE = simulator_url
-    settings.PLAYGROUND_API_KEY = ""
-    settings.PLAYGROUND_CHECKPOINT_SECONDS = 0.2
-    return simulator_url
-
-
-@pytest.fixture
-async def alice(django_user_model):
-    return await django_user_model.objects.acreate(username="alice")
-
-
-@pytest.fixture
 async def bob(django_user_model):
     return await django_user_model.objects.acreate(username="bob")
 
