@@ -113,13 +113,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=html)
 
     async def stop(self) -> None:
-        streaming = await sync_to_async(list)(
-            self.conversation.messages.filter(status=Message.Status.STREAMING).values_list(
-                "pk", flat=True
-            )
-        )
-        for message_id in streaming:
-            await generation.request_stop(message_id)
+        await generation.stop_conversation(self.conversation.pk)
 
     # Frames from the channel layer
 

@@ -82,6 +82,15 @@ async def request_stop(message_id: int) -> None:
     await get_channel_layer().group_send(job_group(message_id), {"type": "job.stop"})
 
 
+async def stop_conversation(conversation_id: int) -> None:
+    """Stop every reply streaming in a conversation (the Stop button, from any tab)."""
+    streaming = Message.objects.filter(
+        conversation_id=conversation_id, status=Message.Status.STREAMING
+    ).values_list("pk", flat=True)
+    async for message_id in streaming:
+        await request_stop(message_id)
+
+
 async def request_snapshot(message_id: int, reply_channel: str) -> None:
     await get_channel_layer().group_send(
         job_group(message_id), {"type": "job.sync", "reply_channel": reply_channel}

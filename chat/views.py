@@ -456,10 +456,7 @@ async def stop(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = await Conversation.objects.filter(pk=conversation_id, owner=user).afirst()
     if conversation is None:
         raise Http404
-    async for message_id in conversation.messages.filter(
-        status=Message.Status.STREAMING
-    ).values_list("pk", flat=True):
-        await generation.request_stop(message_id)
+    await generation.stop_conversation(conversation.pk)
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
