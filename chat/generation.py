@@ -97,15 +97,6 @@ async def request_snapshot(message_id: int, reply_channel: str) -> None:
     )
 
 
-async def shutdown(timeout: float = 5.0) -> None:
-    """Cancel every job in this process; each saves its text as `interrupted`."""
-    tasks = list(_tasks.values())
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
-
-
 class Job:
     def __init__(
         self,

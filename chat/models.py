@@ -104,10 +104,6 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
     @property
-    def dom_id(self) -> str:
-        return f"message-{self.pk}"
-
-    @property
     def is_final(self) -> bool:
         return self.status != self.Status.STREAMING
 

@@ -208,10 +208,13 @@ def _create_turn(user, conversation_id: int | None, text: str, attachments: list
 
 async def _announce(conversation: Conversation, messages: list[Message]) -> None:
     """Tell every open page of the conversation about new messages, oldest first."""
-    await _send_frames(conversation, await sync_to_async(insert_frames)(messages))
+    frames = await sync_to_async(_insert_frames)(messages)
+    layer = get_channel_layer()
+    for frame in frames:
+        await layer.group_send(conversation.group_name, frame)
 
 
-def insert_frames(messages: list[Message]) -> list[dict]:
+def _insert_frames(messages: list[Message]) -> list[dict]:
     return [
         {
             "type": "message.insert",
@@ -221,12 +224,6 @@ def insert_frames(messages: list[Message]) -> list[dict]:
         }
         for message in messages
     ]
-
-
-async def _send_frames(conversation: Conversation, frames: list[dict]) -> None:
-    layer = get_channel_layer()
-    for frame in frames:
-        await layer.group_send(conversation.group_name, frame)
 
 
 def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status=200):
@@ -686,8 +683,6 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
     else:
         conversations = list(request.user.conversations.all()[:SIDEBAR_SIZE])
         context = {"query": None, "groups": group_by_date(conversations, timezone.localdate())}
-    if request.htmx:
-        return render(request, "chat/sidebar.html#list", context)
     return render(request, "chat/sidebar.html#list", context)
 
 
