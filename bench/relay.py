@@ -642,6 +642,16 @@ class LoopLag:
             self.lags.append(time.monotonic() - due)
 
 
+async def settle(pids: dict[str, int], quiet: float = 0.05, window: float = 0.25) -> None:
+    """Wait (at most 10 s) until each process uses less than `quiet` of a core over `window`."""
+    give_up = time.monotonic() + 10
+    while time.monotonic() < give_up:
+        before = {pid: cpu_seconds(pid) for pid in pids.values()}
+        await asyncio.sleep(window)
+        if all((cpu_seconds(pid) - used) / window < quiet for pid, used in before.items()):
+            return
+
+
 @dataclass
 class RelayRun:
     streams: int
@@ -730,6 +740,8 @@ async def measure_relay(
     streams = len(conversations)
     pages = [Page(cid) for cid in conversations]
     await asyncio.gather(*(page.open(browser) for page in pages))
+    # Opening a page is set-up, not relaying: let the app finish the pages' syncs first.
+    await settle(servers.pids)
     prefix = f"bench-{label}-"
     markers = [f"{prefix}{n:03d}" for n in range(streams)]
 
