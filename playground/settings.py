@@ -99,15 +99,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Django's own, run on the event loop where they do no I/O (see playground/middleware.py).
+    "playground.middleware.Security",
+    "playground.middleware.StaticFiles",
+    "playground.middleware.Session",
+    "playground.middleware.Common",
+    "playground.middleware.Csrf",
+    "playground.middleware.Authentication",
+    "playground.middleware.Messages",
+    "playground.middleware.XFrameOptions",
+    "playground.middleware.ContentSecurityPolicy",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 

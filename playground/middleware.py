@@ -1,0 +1,112 @@
+"""Django's middleware without thread hops on the async path.
+
+Under ASGI, a middleware built on Django's MiddlewareMixin runs each of its hooks in a worker
+thread, in case the hook blocks. Django's own hooks mostly do not: they look at headers and set
+cookies. With ten middlewares that was a dozen trips to a thread and back before a view ran,
+several milliseconds of every message sent. The classes here run those hooks on the event loop
+and keep the thread only where a hook does I/O: saving a changed session, storing flash
+messages, reading a large form body. WhiteNoise (sync-only) is made async the same way.
+"""
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.csp import ContentSecurityPolicyMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.security import SecurityMiddleware
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+# A form body up to this size is parsed on the event loop (it is in memory already).
+SMALL_BODY = 64 * 1024
+
+
+class _OnTheLoop:
+    """Mixed into a MiddlewareMixin middleware whose hooks do no I/O (unless `blocks` says)."""
+
+    def response_blocks(self, request) -> bool:
+        return False
+
+    async def __acall__(self, request):
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            if self.response_blocks(request):
+                return await sync_to_async(self.process_response)(request, response)
+            response = self.process_response(request, response)
+        return response
+
+
+class Security(_OnTheLoop, SecurityMiddleware):
+    pass
+
+
+class Common(_OnTheLoop, CommonMiddleware):
+    pass
+
+
+class Session(_OnTheLoop, SessionMiddleware):
+    # process_request only makes a lazy store; the response saves it when it changed.
+    def response_blocks(self, request) -> bool:
+        return request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST
+
+
+class Csrf(_OnTheLoop, CsrfViewMiddleware):
+    async def process_view(self, request, callback, callback_args, callback_kwargs):
+        # The check reads the form body: in memory when small, maybe spooled to disk if not.
+        check = super().process_view
+        if int(request.META.get("CONTENT_LENGTH") or 0) > SMALL_BODY:
+            check = sync_to_async(check)
+            return await check(request, callback, callback_args, callback_kwargs)
+        return check(request, callback, callback_args, callback_kwargs)
+
+
+class Authentication(_OnTheLoop, AuthenticationMiddleware):
+    pass  # sets lazy request.user / request.auser; the view loads the user
+
+
+class Messages(_OnTheLoop, MessageMiddleware):
+    # Storing reads and writes the session: only when messages were added or shown.
+    def response_blocks(self, request) -> bool:
+        storage = getattr(request, "_messages", None)
+        return storage is not None and (storage.used or storage.added_new)
+
+
+class XFrameOptions(_OnTheLoop, XFrameOptionsMiddleware):
+    pass
+
+
+class ContentSecurityPolicy(_OnTheLoop, ContentSecurityPolicyMiddleware):
+    pass
+
+
+class StaticFiles(WhiteNoiseMiddleware):
+    """WhiteNoise's static files, answered without leaving the event loop for other requests."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response, *args, **kwargs) -> None:
+        super().__init__(get_response, *args, **kwargs)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request):
+        if self.autorefresh:  # development: looks on disk
+            static_file = await sync_to_async(self.find_file)(request.path_info)
+        else:  # built once at start-up
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return await sync_to_async(self.serve)(static_file, request)
+        return await self.get_response(request)
