@@ -185,13 +185,17 @@ else:
         }
     }
 
-# Channel layer. Embedded default: in memory (one process). Scaled out: Redis via REDIS_URL, so
-# frames, Stop and snapshots reach every process. Per channel at most `capacity` messages wait,
-# each for at most `expiry` seconds (a page that falls that far behind misses frames; the job
-# never waits). A page joins its conversation's group when its WebSocket connects and stays a
-# member for `group_expiry` seconds: longer than daphne's --websocket_timeout (86400 s by
-# default), after which daphne closes the socket and the page reconnects and joins again.
-# Keys start with PLAYGROUND_REDIS_PREFIX, so several deployments (or test runs) can share a Redis.
+# Channel layer. Embedded default: in memory (one process): per channel at most `capacity`
+# messages wait, each for at most `expiry` seconds (a page that falls that far behind misses
+# frames and asks for a snapshot; the job never waits); a page stays in its conversation's group
+# for `group_expiry` seconds, longer than daphne's --websocket_timeout (86400 s by default).
+# Scaled out: Redis via REDIS_URL, so frames, Stop and snapshots reach every process. Redis
+# pub/sub, not channels_redis's queue layer: that one fetches each message with its own blocking
+# read, one round trip per frame per page, which could not keep up with 100 streams watched from
+# another process; pub/sub pushes frames down one connection per process as they are published.
+# Nothing is kept for a page that is not connected, which the pages handle already: a page
+# that (re)connects or sees a gap asks the job for the text so far. Channel names start with
+# PLAYGROUND_REDIS_PREFIX, so several deployments (or test runs) can share a Redis.
 REDIS_URL = os.getenv("REDIS_URL", "").strip()
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, not {REDIS_URL!r}")
@@ -204,14 +208,9 @@ if REDIS_URL:
         )
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # channels_redis waits for messages with 5-second blocking reads (BZPOPMIN);
-                # redis-py 8 gives up on any read after 5 s by default, which kills idle pages'
-                # consumers and jobs' Stop listeners (django/channels_redis#422). Here a read
-                # may wait 15 s, longer than any blocking command; a dead Redis is still noticed.
-                # The pool also needs room for every page and job of a busy process: redis-py's
-                # default of 100 connections fails sends outright (MaxConnectionsError) beyond.
+                # A dead Redis is noticed within 15 s; the reader polls every 0.1 s meanwhile.
                 "hosts": [
                     {
                         "address": REDIS_URL,
@@ -223,9 +222,6 @@ if REDIS_URL:
                     }
                 ],
                 "prefix": REDIS_PREFIX,
-                "capacity": 1000,
-                "expiry": 30,
-                "group_expiry": 3 * 86400,
             },
         }
     }
