@@ -55,18 +55,15 @@ def _db(fn):
     return database_sync_to_async(fn, thread_sensitive=False)
 
 
-def start(
-    message: Message, payload: dict[str, Any], gate: asyncio.Event | None = None
-) -> asyncio.Task:
+def start(message: Message, payload: dict[str, Any]) -> asyncio.Task:
     """Start streaming `message` (an assistant row in `streaming`) in this process.
 
-    The task gets a fresh context: one inheriting the request's asgiref context would fail its
-    later database calls once the request has finished. With a `gate`, the job connects to the
-    upstream at once but sends its first frame only once the gate opens (the caller announces
-    the message to the pages meanwhile, and pages must know a message before its text).
+    The caller has told the pages about the message already: a page drops text for a message
+    it does not know. The task gets a fresh context: one inheriting the request's asgiref
+    context would fail its later database calls once the request has finished.
     """
     ensure_sweeper()
-    job = Job(message.pk, message.conversation_id, payload, gate)
+    job = Job(message.pk, message.conversation_id, payload)
     task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
     _tasks[message.pk] = task
     task.add_done_callback(lambda _t: _tasks.pop(message.pk, None))
@@ -103,9 +100,7 @@ class Job:
         message_id: int,
         conversation_id: int,
         payload: dict[str, Any],
-        gate: asyncio.Event | None = None,
     ) -> None:
-        self.gate = gate
         self.message_id = message_id
         self.conversation_id = conversation_id
         self.payload = payload
@@ -273,9 +268,6 @@ class Job:
         self.pending_content.clear()
         self.pending_reasoning.clear()
         self.last_frame = time.monotonic()
-        if self.gate is not None:
-            await self.gate.wait()
-            self.gate = None
         await self.layer.group_send(self.group, frame)
 
     # Saving
@@ -285,25 +277,17 @@ class Job:
         content, reasoning = "".join(self.content), "".join(self.reasoning)
         self.content = [content]
         self.reasoning = [reasoning]
-        fields = {
-            "content": content,
-            "reasoning": reasoning,
-            "checkpoint_at": timezone.now(),
-            "first_token_at": self.first_token_at,
-        }
-        await _db(Message.objects.filter(pk=self.message_id).update)(**fields)
+        await _db(save_checkpoint)(self.message_id, content, reasoning, self.first_token_at)
 
     async def finish(self, status: str, error: dict | None) -> None:
         if self.flush_task is not None:
             self.flush_task.cancel()
         await self.flush()
-        content = "".join(self.content)
         message = await _db(save_final)(
             self.message_id,
             status=status,
-            content=content,
+            content="".join(self.content),
             reasoning="".join(self.reasoning),
-            html=render_markdown(content) if content else "",
             finish_reason=self.finish_reason,
             usage=self.usage,
             cost=self.cost,
@@ -316,9 +300,22 @@ class Job:
         await broadcast_final(message)
 
 
+def save_checkpoint(message_id: int, content: str, reasoning: str, first_token_at) -> None:
+    # Built here, in the worker thread: composing even a one-row query costs the event loop
+    # about a millisecond, which every other stream would wait for.
+    Message.objects.filter(pk=message_id).update(
+        content=content,
+        reasoning=reasoning,
+        checkpoint_at=timezone.now(),
+        first_token_at=first_token_at,
+    )
+
+
 def save_final(message_id: int, audio: bytes = b"", **fields: Any) -> Message:
+    """Finalise a reply: its text rendered (off the event loop), status, usage, speech."""
     now = timezone.now()
-    fields.update(finished_at=now, checkpoint_at=now)
+    html = render_markdown(fields["content"]) if fields["content"] else ""
+    fields.update(finished_at=now, checkpoint_at=now, html=html)
     Message.objects.filter(pk=message_id).update(**fields)
     message = Message.objects.select_related("conversation").get(pk=message_id)
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
