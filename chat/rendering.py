@@ -84,14 +84,16 @@ def render_markdown(text: str) -> str:
     )
 
 
-def message_html(message, placement: str) -> str:
+def message_html(message, placement: str, siblings: list | None = None) -> str:
     """A message as the page shows it, marked for htmx to put in place: "append" to the
-    transcript, or "replace" its earlier self. Sync: the template may query attachments."""
+    transcript, or "replace" its earlier self. Sync: the template may query attachments, and
+    the messages sharing its parent are looked up unless given (`siblings`, itself included)."""
     from django.template.loader import render_to_string
 
     from .branches import branches
 
-    siblings = list(message.conversation.messages.filter(parent_id=message.parent_id))
+    if siblings is None:
+        siblings = list(message.conversation.messages.filter(parent_id=message.parent_id))
     message.branch = branches(siblings).get(message.pk)
     context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
     return render_to_string("chat/chat.html#message", context)

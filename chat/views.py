@@ -1,5 +1,3 @@
-import asyncio
-
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -9,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -153,11 +152,21 @@ def current_path(conversation: Conversation, with_attachments: bool = False) -> 
     return path
 
 
-def _begin_reply(conversation: Conversation, parent: Message) -> tuple[Message, dict]:
+# What the message tree and a request body need of each message (not the saved requests,
+# usage or rendered HTML, which grow with every reply).
+TURN_FIELDS = ("conversation_id", "parent_id", "role", "content", "tool_calls", "tool_call_id")
+
+
+def _begin_reply(
+    conversation: Conversation, parent: Message, everything: list[Message] | None = None
+) -> tuple[Message, dict]:
     """Create the streaming assistant row that answers `parent`, and its request body; the
-    conversation now shows the path through it."""
+    conversation now shows the path through it. `everything`: the conversation's messages
+    (with TURN_FIELDS), if the caller has them."""
     now = timezone.now()
-    path = branches.path_to(list(conversation.messages.all()), parent)
+    if everything is None:
+        everything = list(conversation.messages.only(*TURN_FIELDS))
+    path = branches.path_to(everything, parent)
     files: dict[int, list[Attachment]] = {}
     for attachment in Attachment.objects.filter(message__in=[m.pk for m in path]):
         files.setdefault(attachment.message_id, []).append(attachment)
@@ -191,7 +200,8 @@ def _create_turn(user, conversation_id: int | None, text: str, attachments: list
         conversation = get_object_or_404(
             Conversation.objects.select_for_update(), pk=conversation_id, owner=user
         )
-    last = branches.current_leaf(list(conversation.messages.all()), conversation.current_id)
+    everything = list(conversation.messages.only(*TURN_FIELDS))
+    last = branches.current_leaf(everything, conversation.current_id)
     if not conversation.title:
         conversation.title = title_from_text(text or " ".join(a.original_name for a in attachments))
         conversation.save(update_fields=["title"])
@@ -202,25 +212,38 @@ def _create_turn(user, conversation_id: int | None, text: str, attachments: list
         attachment.conversation = conversation
         attachment.message = user_message
         attachment.save(update_fields=["conversation", "message"])
-    assistant, payload = _begin_reply(conversation, user_message)
-    return conversation, [user_message, assistant], payload
+    everything += [user_message]
+    assistant, payload = _begin_reply(conversation, user_message, everything)
+    return conversation, [user_message, assistant], payload, [*everything, assistant]
 
 
 async def _announce(conversation: Conversation, messages: list[Message]) -> None:
     """Tell every open page of the conversation about new messages, oldest first."""
-    frames = await sync_to_async(_insert_frames)(messages)
+    await _send_frames(conversation, await sync_to_async(_insert_frames)(messages))
+
+
+async def _send_frames(conversation: Conversation, frames: list[dict]) -> None:
     layer = get_channel_layer()
     for frame in frames:
         await layer.group_send(conversation.group_name, frame)
 
 
-def _insert_frames(messages: list[Message]) -> list[dict]:
+def _insert_frames(messages: list[Message], everything: list[Message] | None = None) -> list[dict]:
+    """Frames that add `messages` to the pages; `everything`: the conversation's messages, if
+    the caller has them (their siblings are found there instead of by a query each)."""
+    prefetch_related_objects(messages, "attachments")  # one query, not two per message
     return [
         {
             "type": "message.insert",
             "message": message.pk,
             "streaming": message.status == Message.Status.STREAMING,
-            "html": message_html(message, "append"),
+            "html": message_html(
+                message,
+                "append",
+                None
+                if everything is None
+                else [m for m in everything if m.parent_id == message.parent_id],
+            ),
         }
         for message in messages
     ]
@@ -235,7 +258,8 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
 @login_required
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
     user = await request.auser()
-    # One trip to a worker thread for all the database work: each trip costs the first token.
+    # One trip to a worker thread for all the database work and rendering: each trip costs the
+    # first token.
     form, turn = await sync_to_async(_take_turn)(user, conversation_id, request.POST)
     if turn is None:
         # The text stays in the composer, with the reason beside it.
@@ -249,14 +273,10 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
                     raise Http404
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
-    conversation, messages, payload = turn
-    # The reply starts connecting while the pages hear of it; its text waits for the gate.
-    gate = asyncio.Event()
-    generation.start(messages[-1], payload, gate)
-    try:
-        await _announce(conversation, messages)
-    finally:
-        gate.set()
+    conversation, messages, payload, frames = turn
+    # Pages must know a message before its text: they hear of it first, then the reply starts.
+    await _send_frames(conversation, frames)
+    generation.start(messages[-1], payload)
     if not request.htmx:
         return redirect(conversation)
     if conversation_id is None:
@@ -265,14 +285,14 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
 
 
 def _take_turn(user, conversation_id: int | None, data):
-    """Validate the composer and, if it is right, save the turn."""
+    """Validate the composer and, if it is right, save the turn and render it for the pages."""
     form = ComposerForm(data, user=user)
     if not form.is_valid():
         return form, None
-    conversation, messages, payload = _create_turn(
+    conversation, messages, payload, everything = _create_turn(
         user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
     )
-    return form, (conversation, messages, payload)
+    return form, (conversation, messages, payload, _insert_frames(messages, everything))
 
 
 def _invalid_page(request, conversation_id, form):
