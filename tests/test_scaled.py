@@ -332,9 +332,9 @@ async def test_stop_sent_to_one_process_stops_the_job_running_in_the_other(clust
     assert content.count(" ") < 300  # it stopped well before its 400 tokens
 
 
-async def test_pages_and_jobs_outlast_redis_blocking_reads(cluster):
-    """Channels waits for messages with blocking Redis reads (5 s at a time): a page idle for
-    longer, and a job streaming for longer, must still get their frames and their Stop."""
+async def test_pages_and_jobs_outlast_redis_read_timeouts(cluster):
+    """redis-py gives up on a read after 5 s by default: a page idle for longer, and a job
+    streaming for longer, must still get their frames and their Stop through the layer."""
     a, b, conversation = cluster.a, cluster.b, cluster.conversations[4]
     async with asyncio.timeout(60), Browser.logged_in(a) as alice:
         async with alice.page(b, conversation) as page:
