@@ -5,12 +5,11 @@
   var THEMES = ["system", "light", "dark"];
 
   function currentTheme() {
-    return document.documentElement.dataset.theme || "system";
+    return document.documentElement.dataset.themeChoice || "system";
   }
 
   function applyTheme(theme) {
-    if (theme === "system") delete document.documentElement.dataset.theme;
-    else document.documentElement.dataset.theme = theme;
+    document.documentElement.dataset.themeChoice = theme; // theme.js puts it in effect
     try {
       if (theme === "system") localStorage.removeItem("theme");
       else localStorage.setItem("theme", theme);

@@ -198,3 +198,32 @@ def test_the_page_runs_without_content_security_policy_violations(app_server, ne
     page.click("[data-testid=send]")
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
     assert violations == []
+
+
+def test_the_theme_follows_the_system_and_the_toggle_picks_one_that_lasts(app_server, new_context):
+    app_server.create_user("nightowl")
+    page = new_context(color_scheme="dark").new_page()
+    log_in(page, app_server, "nightowl")
+    page.goto(app_server.url + "/new/")
+    root, toggle = page.locator("html"), page.locator("[data-testid=theme]")
+
+    def background():
+        return page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+    expect(root).to_have_attribute("data-theme", "dark")  # the system's choice
+    assert background() == "rgb(22, 24, 29)"
+    toggle.click()
+    expect(toggle).to_have_attribute("data-theme", "light")
+    expect(root).to_have_attribute("data-theme", "light")
+    assert background() == "rgb(255, 255, 255)"
+    toggle.click()
+    expect(root).to_have_attribute("data-theme", "dark")
+    page.emulate_media(color_scheme="light")
+    page.reload()
+    expect(root).to_have_attribute("data-theme", "dark")  # the pick outlasts the page
+    toggle.click()
+    expect(toggle).to_have_attribute("data-theme", "system")
+    expect(root).to_have_attribute("data-theme", "light")
+    page.emulate_media(color_scheme="dark")  # "system" follows a change as it happens
+    expect(root).to_have_attribute("data-theme", "dark")
+    assert background() == "rgb(22, 24, 29)"
