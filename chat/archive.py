@@ -104,6 +104,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import io
 import json
 import logging
 import os
@@ -138,7 +139,9 @@ from .attachments import (
     FileRangeResponse,
     _clean_name,
     content_disposition,
+    has_room_for,
     human_bytes,
+    stored_path,
     upload_dir,
 )
 from .models import Attachment, Conversation, Message, attachment_path
@@ -165,7 +168,6 @@ RATIO_FLOOR = 1 * MB  # smaller members may compress as well as they like
 MAX_NAME_LENGTH = 500
 # A multipart body is the file plus boundaries and the CSRF token.
 FORM_OVERHEAD = 64 * 1024
-DISK_MARGIN = 64 * MB
 DURATION_TOLERANCE = 0.05  # seconds; durations are floats measured by the same probe
 
 READABLE_STATUSES = [s for s in Message.Status.values if s != Message.Status.STREAMING]
@@ -179,12 +181,12 @@ ROLE_HEADINGS = {
 
 def max_upload_bytes() -> int:
     """PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES: the largest archive accepted for import."""
-    return getattr(settings, "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES", 256 * MB)
+    return settings.PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES
 
 
 def max_unpacked_bytes() -> int:
     """PLAYGROUND_MAX_IMPORT_BYTES: the most an imported archive may unpack to."""
-    return getattr(settings, "PLAYGROUND_MAX_IMPORT_BYTES", 1024 * MB)
+    return settings.PLAYGROUND_MAX_IMPORT_BYTES
 
 
 class ArchiveRefused(Exception):
@@ -250,28 +252,17 @@ def snapshot(conversation: Conversation) -> Snapshot:
     ).order_by("created_at", "id")
     kept = []
     for attachment in found:
-        if _stored_path(attachment.file) is None:
+        if stored_path(attachment.file) is None:
             logger.warning("Attachment %s has no original on disk; left out", attachment.key)
             continue
         # The record must list only what the zip holds (this copy is never saved).
         for variant in ("derived", "poster"):
-            if _stored_path(getattr(attachment, variant)) is None:
+            if stored_path(getattr(attachment, variant)) is None:
                 setattr(attachment, variant, "")
         if not attachment.derived:
             attachment.derived_content_type = ""
         kept.append(attachment)
     return Snapshot(conversation, messages, kept, timezone.now())
-
-
-def _stored_path(file_field) -> Path | None:
-    """The file behind a FileField, if it is on disk inside MEDIA_ROOT."""
-    if not file_field:
-        return None
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / file_field.name).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
 
 
 def _safe_file_name(name: str) -> str:
@@ -372,11 +363,6 @@ def conversation_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def shown_path(messages: list[Message], current_id: int | None) -> list[Message]:
-    """The branch a person sees, as the chat page shows it. Pure."""
-    return branches.path_to(messages, branches.current_leaf(messages, current_id))
-
-
 def _fence(text: str, language: str = "") -> str:
     """A fenced code block that the text itself cannot close."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
@@ -446,7 +432,7 @@ def conversation_markdown(snap: Snapshot) -> str:
     """The branch shown, as Markdown to read. Pure."""
     conversation = snap.conversation
     stored = conversation.settings if isinstance(conversation.settings, dict) else {}
-    path = shown_path(snap.messages, conversation.current_id)
+    path = branches.shown_path(snap.messages, conversation.current_id)
     files: dict[int, list[Attachment]] = defaultdict(list)
     for attachment in snap.attachments:
         files[attachment.message_id].append(attachment)
@@ -505,7 +491,7 @@ def write_zip(snap: Snapshot, target: IO[bytes]) -> None:
                 ("derived", attachment.derived),
                 ("poster", attachment.poster),
             ):
-                path = _stored_path(file_field)
+                path = stored_path(file_field)
                 if path is not None and names[variant]:
                     # Media are compressed already: deflating them again only costs time.
                     archive.write(path, names[variant], compress_type=zipfile.ZIP_STORED)
@@ -704,14 +690,6 @@ def _unpack(
     return written, digest.hexdigest()
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.parts.append(data)
-
-
 def read_document(
     archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], budget: Budget
 ) -> dict:
@@ -728,14 +706,14 @@ def read_document(
             f"{human_bytes(MAX_JSON_BYTES)} is read.",
             413,
         )
-    memory = _Memory()
+    memory = io.BytesIO()
     _unpack(archive, info, memory, budget)
 
     def no_constants(name: str):
         raise ValueError(f"{name} is not a JSON number")
 
     try:
-        document = json.loads(b"".join(memory.parts).decode("utf-8"), parse_constant=no_constants)
+        document = json.loads(memory.getvalue().decode("utf-8"), parse_constant=no_constants)
     except UnicodeDecodeError:
         raise ArchiveRefused(f"{JSON_NAME} is not UTF-8 text.") from None
     except (ValueError, RecursionError) as error:
@@ -1286,7 +1264,7 @@ def _check_disk_space(checked: Plan, members: dict[str, zipfile.ZipInfo]) -> Non
         return
     root = Path(settings.MEDIA_ROOT)
     root.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(root).free < needed + DISK_MARGIN:
+    if not has_room_for(root, needed):
         raise ArchiveRefused(
             "The server does not have enough free disk space for this archive.", 507
         )

@@ -119,6 +119,8 @@ SERVE_BLOCK_BYTES = 256 * 1024
 RANGE_WINDOW_BYTES = 16 * MB
 # Processing progress is written to the database at most this often.
 PROGRESS_INTERVAL = 0.25
+# Uploads and imports leave at least this much of the disk free.
+FREE_MARGIN = 64 * MB
 ORIGINAL_NAME = "original"
 WORK_DIR = "work"
 GENERIC_FAILURE = "Something went wrong while processing this file. Try again, or try another file."
@@ -290,7 +292,7 @@ def start(request: HttpRequest) -> JsonResponse:
     attachment.file.name = attachment_path(attachment, ORIGINAL_NAME)
     folder = upload_dir(attachment)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(folder.parent).free < size + 64 * MB:
+    if not has_room_for(folder.parent, size):
         return _error("The server does not have enough free disk space for this file.", 507)
     folder.mkdir()
     (folder / ORIGINAL_NAME).touch()
@@ -640,13 +642,24 @@ def _variant(attachment: Attachment, variant: str) -> _Variant | None:
         filename = f"{stem}-poster{suffix}"
     else:
         return None
-    if not field:
+    path = stored_path(field)
+    return None if path is None else _Variant(path, content_type, filename)
+
+
+def stored_path(file_field) -> Path | None:
+    """The file behind a FileField, if it is on disk inside MEDIA_ROOT."""
+    if not file_field:
         return None
     root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / field.name).resolve()
+    path = (root / file_field.name).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None
-    return _Variant(path, content_type, filename)
+    return path
+
+
+def has_room_for(folder: Path, size: int) -> bool:
+    """Whether the disk under `folder` can take `size` more bytes and keep a margin free."""
+    return shutil.disk_usage(folder).free >= size + FREE_MARGIN
 
 
 def _ascii_name(name: str) -> str:

@@ -50,6 +50,11 @@ def current_leaf(messages: list[Message], current_id: int | None) -> Message | N
     return max(messages, key=lambda m: m.pk) if messages else None
 
 
+def shown_path(messages: list[Message], current_id: int | None) -> list[Message]:
+    """The branch the chat page shows: the path to the current message, oldest first."""
+    return path_to(messages, current_leaf(messages, current_id))
+
+
 def branches(messages: list[Message]) -> dict[int, Branch]:
     """Sibling positions for every message that has siblings."""
     found: dict[int, Branch] = {}

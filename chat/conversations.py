@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 
 from .models import Conversation, Message
 
@@ -65,21 +66,29 @@ def search(user, query: str, limit: int = 50) -> list[Hit]:
     query = query.strip()
     if not query:
         return []
+    # The first matching message comes along in the same query: one query per search, which
+    # runs as the person types.
+    first_match = Message.objects.filter(
+        conversation=OuterRef("pk"), content__icontains=query
+    ).values("content")[:1]
     matches = (
         Conversation.objects.filter(owner=user)
         .filter(Q(title__icontains=query) | Q(messages__content__icontains=query))
+        .annotate(match=Subquery(first_match))
         .distinct()
         .order_by("-updated_at")[:limit]
     )
     hits = []
     for conversation in matches:
-        if query.lower() in conversation.title.lower():
-            hits.append(Hit(conversation, snippet(conversation.title, query)))
-            continue
-        message = (
-            Message.objects.filter(conversation=conversation, content__icontains=query)
-            .only("content")
-            .first()
-        )
-        hits.append(Hit(conversation, snippet(message.content if message else "", query)))
+        in_title = query.lower() in conversation.title.lower()
+        text = conversation.title if in_title else conversation.match or ""
+        hits.append(Hit(conversation, snippet(text, query)))
     return hits
+
+
+def sidebar(user, size: int) -> list[Group]:
+    """The sidebar: the owner's `size` most recent conversations, grouped by date."""
+    conversations = Conversation.objects.filter(owner=user).only(
+        "id", "title", "updated_at", "pinned"
+    )[:size]
+    return group_by_date(list(conversations), timezone.localdate())

@@ -52,8 +52,7 @@ def share_url(share: Share) -> str:
 def snapshot_ids(conversation: Conversation) -> list[int]:
     """The ids of the path the conversation shows now, oldest first."""
     messages = list(conversation.messages.only("id", "parent_id"))
-    leaf = branches.current_leaf(messages, conversation.current_id)
-    return [m.pk for m in branches.path_to(messages, leaf)]
+    return [m.pk for m in branches.shown_path(messages, conversation.current_id)]
 
 
 def create(owner, conversation: Conversation, visibility: str) -> Share | None:

@@ -20,8 +20,8 @@ from django_htmx.middleware import HtmxDetails
 
 from . import branches, code_samples, generation
 from .attachments import copy_attachment, remove_files, signed_url
-from .conversations import group_by_date
 from .conversations import search as search_conversations
+from .conversations import sidebar
 from .forms import ComposerForm, ThrottledLoginForm
 from .models import Attachment, Conversation, Message, Preset, title_from_text
 from .payloads import build_request, elided
@@ -90,15 +90,10 @@ def signup(request: HtmxHttpRequest) -> HttpResponse:
 def _chat_page(
     request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
 ) -> HttpResponse:
-    conversations = list(
-        Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at", "pinned")[
-            :SIDEBAR_SIZE
-        ]
-    )
     messages = current_path(conversation, with_attachments=True) if conversation else []
     context = {
         "conversation": conversation,
-        "groups": group_by_date(conversations, timezone.localdate()),
+        "groups": sidebar(request.user, SIDEBAR_SIZE),
         "messages": messages,
         "form": form,
         # Every reply costs, whichever branch is shown.
@@ -146,7 +141,7 @@ def current_path(conversation: Conversation, with_attachments: bool = False) -> 
         everything = everything.prefetch_related("attachments")
     everything = list(everything)
     positions = branches.branches(everything)
-    path = branches.path_to(everything, branches.current_leaf(everything, conversation.current_id))
+    path = branches.shown_path(everything, conversation.current_id)
     for message in path:
         message.branch = positions.get(message.pk)
     return path
@@ -701,8 +696,7 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
     if query:
         context = {"query": query, "hits": search_conversations(request.user, query)}
     else:
-        conversations = list(request.user.conversations.all()[:SIDEBAR_SIZE])
-        context = {"query": None, "groups": group_by_date(conversations, timezone.localdate())}
+        context = {"query": None, "groups": sidebar(request.user, SIDEBAR_SIZE)}
     return render(request, "chat/sidebar.html#list", context)
 
 
