@@ -46,18 +46,15 @@ def replace_html(message_id: int, part: str, text: str) -> str:
     return f'<span id="message-{message_id}-{part}" hx-swap-oob="innerHTML">{escape(text)}</span>'
 
 
-# Frames that only forward text: no database work, so no need for channels' per-event
-# `aclose_old_connections` (a thread hop for every delta of every page).
-RELAY_ONLY = {"stream.delta", "stream.snapshot", "message.final", "message.insert"}
-# (stream.delta may ask the job for a snapshot, which is a channel-layer send, not a query.)
-
-
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
-        if message.get("type") in RELAY_ONLY:
-            await getattr(self, get_handler_name(message))(message)
-        else:
+        # Frames from the channel layer only forward text (a gap asks the job for a snapshot,
+        # a layer send, not a query): they skip channels' per-event `aclose_old_connections`,
+        # a thread hop for every delta of every page. The socket's own events may query.
+        if message["type"].startswith("websocket."):
             await super().dispatch(message)
+        else:
+            await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]

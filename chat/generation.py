@@ -243,8 +243,8 @@ class Job:
         await self.flush()
 
     async def flush(self) -> None:
-        # One frame at a time: two sends in flight could reach the pages in the wrong order
-        # (Redis gives each its own connection), and a page drops text that leaves a gap.
+        # One frame at a time, handed to the layer in order: a page drops text that leaves a
+        # gap, so the order must not rest on how a layer treats two sends in flight.
         async with self.flush_lock:
             await self._flush()
 
@@ -283,21 +283,25 @@ class Job:
         if self.flush_task is not None:
             self.flush_task.cancel()
         await self.flush()
-        message = await _db(save_final)(
-            self.message_id,
-            status=status,
-            content="".join(self.content),
-            reasoning="".join(self.reasoning),
-            finish_reason=self.finish_reason,
-            usage=self.usage,
-            cost=self.cost,
-            error=error,
-            first_token_at=self.first_token_at,
-            tool_calls=ordered(self.tool_calls) or None,
-            logprobs=self.logprobs or None,
-            audio=bytes(self.audio),
-        )
-        await broadcast_final(message)
+
+        def settle() -> dict:  # saved and rendered in one trip to the worker thread
+            message = save_final(
+                self.message_id,
+                status=status,
+                content="".join(self.content),
+                reasoning="".join(self.reasoning),
+                finish_reason=self.finish_reason,
+                usage=self.usage,
+                cost=self.cost,
+                error=error,
+                first_token_at=self.first_token_at,
+                tool_calls=ordered(self.tool_calls) or None,
+                logprobs=self.logprobs or None,
+                audio=bytes(self.audio),
+            )
+            return final_frame(message)
+
+        await self.layer.group_send(self.group, await _db(settle)())
 
 
 def save_checkpoint(message_id: int, content: str, reasoning: str, first_token_at) -> None:
@@ -347,16 +351,13 @@ def save_spoken_answer(message: Message, pcm: bytes) -> Attachment:
     return attachment
 
 
-async def broadcast_final(message: Message) -> None:
-    """Send the finished message, rendered once, to every open page of its conversation."""
-    await get_channel_layer().group_send(
-        conversation_group(message.conversation_id),
-        {
-            "type": "message.final",
-            "message": message.pk,
-            "html": await _db(message_html)(message, "replace"),
-        },
-    )
+def final_frame(message: Message) -> dict:
+    """The finished message, rendered once for every open page of its conversation."""
+    return {
+        "type": "message.final",
+        "message": message.pk,
+        "html": message_html(message, "replace"),
+    }
 
 
 def lease() -> timedelta:
@@ -387,10 +388,14 @@ async def _sweep_forever() -> None:
 async def sweep() -> list[Message]:
     """Settle replies whose process died mid-stream (any process, any machine), and tell the
     pages watching them."""
-    messages = await _db(interrupt_stale)(lease())
-    for message in messages:
-        await broadcast_final(message)
-    return messages
+
+    def settle() -> list[tuple[Message, dict]]:
+        return [(message, final_frame(message)) for message in interrupt_stale(lease())]
+
+    settled = await _db(settle)()
+    for message, frame in settled:
+        await get_channel_layer().group_send(conversation_group(message.conversation_id), frame)
+    return [message for message, _frame in settled]
 
 
 def interrupt_stale(lease: timedelta | None) -> list[Message]:
