@@ -17,8 +17,8 @@ Three processes on loopback (four with two app processes), all started here and 
 - the app: `manage.py migrate` on a fresh data dir, then one daphne process pointed at the
   simulator with `PLAYGROUND_API_BASE`: SQLite and the in-memory channel layer by default.
   Scaled out (`--processes 2 --redis URL`): two daphne processes, A and B, sharing the data dir,
-  the database and a Redis channel layer, as in README "Scaling out". Their Redis keys get a
-  prefix of their own (`PLAYGROUND_REDIS_PREFIX`), deleted at exit; with `--database-url` (a
+  the database and a Redis channel layer, as in README "Scaling out". Their channel names get
+  a prefix of their own (`PLAYGROUND_REDIS_PREFIX`); with `--database-url` (a
   PostgreSQL server) they share a scratch database `bench_<random>` created, migrated and
   dropped here, else one SQLite file;
 - this process, acting as the browser: it logs in, opens each conversation's WebSocket (session
@@ -81,15 +81,15 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from tests.processes import free_port, scratch_database, stop  # noqa: E402
 
 HOST = "127.0.0.1"
 USERNAME = "bench"
@@ -236,12 +236,6 @@ def serve_simulator(port: int, delay: float) -> None:
 # Starting and stopping the processes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 class Processes:
     """The servers this benchmark started; all stopped (by pid) when the block ends."""
 
@@ -257,11 +251,7 @@ class Processes:
             if process.poll() is None:
                 process.terminate()
         for _name, process, _log in reversed(self.running):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
     def start(self, name: str, args: list[str], port: int, env: dict) -> subprocess.Popen:
         """Start a server and wait until it listens on `port`."""
@@ -310,39 +300,16 @@ def app_environment(data_dir: Path, simulator_url: str) -> dict:
     return env
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database `bench_<random>` on that server, dropped afterwards.
-
-    The database named in `server_url` is only connected to, to create and drop it.
-    """
-    import psycopg
-
-    name = f"bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def redis_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix no one else uses; every key under it is deleted afterwards."""
+def redis_prefix(redis_url: str) -> str:
+    """A channel-name prefix no one else uses (the pub/sub layer stores no keys to delete)."""
     import redis
 
-    prefix = f"relay-bench-{secrets.token_hex(6)}"
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
         client.ping()  # fail before starting anything when Redis is not there
-        yield prefix
     finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
         client.close()
+    return f"relay-bench-{secrets.token_hex(6)}"
 
 
 PREPARE_DATABASE = """
@@ -1361,10 +1328,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
             simulator_url = f"http://{HOST}:{sim_port}/v1"
             env = app_environment(workdir / "data", simulator_url)
             if args.database_url:
-                env["DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
+                env["DATABASE_URL"] = stack.enter_context(
+                    scratch_database(args.database_url, "bench")
+                )
             if args.redis:
                 env["REDIS_URL"] = args.redis
-                env["PLAYGROUND_REDIS_PREFIX"] = stack.enter_context(redis_prefix(args.redis))
+                env["PLAYGROUND_REDIS_PREFIX"] = redis_prefix(args.redis)
             env.update(item.split("=", 1) for item in args.app_env)
             processes = stack.enter_context(Processes(workdir))
             print("starting the simulator and the app ...", file=sys.stderr, flush=True)

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.conftest import free_port  # noqa: E402
+from tests.processes import free_port, stop  # noqa: E402
 
 MIB = 1024 * 1024
 PASSWORD = "correct-horse-battery-9"
@@ -386,12 +386,7 @@ def main() -> int:
                 rows.append(("stopped", str(exc)))
             finally:
                 if process is not None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
+                    stop(process)
         if verdict and rows and rows[-1][0] == "stopped":
             print(log_path.read_text()[-3000:], file=sys.stderr)
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.processes import free_port, stop
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 30
 SERVICES_HOWTO = (
@@ -47,12 +49,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(args: list[str], port: int, env: dict | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; fail with its output if it never listens."""
@@ -78,12 +74,7 @@ def running(args: list[str], port: int, env: dict | None = None) -> Iterator[sub
                     time.sleep(0.05)
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +96,19 @@ def upstream_is_simulator(settings, simulator_url):
     return simulator_url
 
 
+PASSWORD = "correct-horse-battery-9"
+
+
 @pytest.fixture
-async def alice(django_user_model):
-    """A user for async tests (modules with sync tests define their own)."""
-    return await django_user_model.objects.acreate(username="alice")
+def alice(django_user_model):
+    """A user who can log in with PASSWORD (async tests get her too: they run with
+    `transaction=True`, so she is committed before the test's own threads look)."""
+    return django_user_model.objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
 @pytest.fixture(autouse=True)
@@ -127,39 +127,22 @@ def _media_in_tmp(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _fresh_channel_layer(_redis_of_this_run):
     """Each test starts with an empty channel layer: a new in-memory one (its queues belong to
-    one event loop), or, with REDIS_URL, a new Redis layer (whose connection pools are per loop)
-    over a Redis with no keys of this run left."""
+    one event loop), or, with REDIS_URL, a new Redis layer (its connections are per loop)."""
     yield
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
-    if _redis_of_this_run is not None:
-        _redis_of_this_run()
 
 
 @pytest.fixture(scope="session")
 def _redis_of_this_run():
-    """With REDIS_URL: the channel layer's keys get a prefix of this run's own, so runs sharing
-    a Redis keep apart and no other key is removed; returns what removes this run's keys."""
+    """With REDIS_URL: the channel layer's names get a prefix of this run's own, so runs sharing
+    a Redis never hear each other (the pub/sub layer stores no keys: nothing to remove)."""
     from django.conf import settings
 
-    if not getattr(settings, "REDIS_URL", ""):
-        yield None
-        return
-    import redis
-
-    prefix = f"playground-test-{uuid.uuid4().hex[:12]}"
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
-    client = redis.Redis.from_url(settings.REDIS_URL)
-
-    def remove_keys() -> None:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-    yield remove_keys
-    remove_keys()
-    client.close()
+    if getattr(settings, "REDIS_URL", ""):
+        prefix = f"playground-test-{uuid.uuid4().hex[:12]}"
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
 
 
 @pytest.fixture(scope="session")

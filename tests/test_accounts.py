@@ -2,10 +2,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from chat.models import Conversation, Message
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "correct-horse-battery-9"
 
 
 def test_a_fresh_install_leads_the_first_visitor_to_create_the_admin(client):

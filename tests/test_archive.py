@@ -26,7 +26,6 @@ from tests.media_files import HTML_PAYLOAD, make_audio, make_image
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct-horse-battery-9"
 T0 = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
 TOOL = {
     "type": "function",
@@ -53,16 +52,6 @@ KEY = re.compile(r"media/[A-Za-z0-9_-]{22}(?=[-.])")
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
 @pytest.fixture
@@ -529,7 +518,7 @@ def test_a_file_that_is_not_a_zip_is_refused(as_alice, settings, tmp_path):
     refused(as_alice, settings, png, 400, "not a zip archive")
 
 
-def test_a_post_without_a_file_is_refused(as_alice, settings):
+def test_a_post_without_a_file_is_refused(as_alice):
     response = as_alice.post("/import/", {}, headers={"HX-Request": "true"})
     assert response.status_code == 400
     assert "Choose a conversation archive" in response.content.decode()

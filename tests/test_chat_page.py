@@ -107,9 +107,7 @@ def _long_conversation(owner, pairs: int) -> Conversation:
     return conversation
 
 
-def test_a_conversation_renders_with_the_same_number_of_queries_however_long(
-    client, alice, django_assert_num_queries
-):
+def test_a_conversation_renders_with_the_same_number_of_queries_however_long(client, alice):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -15,23 +15,11 @@ from chat.models import Attachment
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct-horse-battery-9"
-
 
 @pytest.fixture
 def media_root(settings, tmp_path) -> Path:
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
 def stored(

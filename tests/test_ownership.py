@@ -49,7 +49,7 @@ def routes():
 
 
 @pytest.fixture
-def world(django_user_model, settings, tmp_path):
+def world(django_user_model, tmp_path):
     alice = django_user_model.objects.create_user("alice")
     bob = django_user_model.objects.create_user("bob")
     conversation = Conversation.objects.create(owner=alice, title="Alice's secret")

@@ -74,11 +74,6 @@ class Page:
                 self.apply(await self.ws.receive_from(timeout=timeout))
 
 
-@pytest.fixture
-async def bob(django_user_model):
-    return await django_user_model.objects.acreate(username="bob")
-
-
 async def logged_in(user) -> AsyncClient:
     client = AsyncClient()
     await client.aforce_login(user)

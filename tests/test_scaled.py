@@ -10,7 +10,7 @@ on after PostgreSQL dropped every connection, and each process stays within its 
 
 Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; README, "Test it"): skipped without them,
 except in CI, where a skip fails the run. The processes get a database of their own, created
-and dropped here, and Redis keys under a prefix of their own.
+and dropped here, and Redis channel names under a prefix of their own.
 """
 
 import asyncio
@@ -29,17 +29,17 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, START_SECONDS, free_port, running
+from tests.conftest import PASSWORD, REPO_ROOT, START_SECONDS, running
+from tests.processes import free_port, scratch_database, stop
 from tests.test_relay import Page
 
 pytestmark = pytest.mark.services
 
-PASSWORD = "correct-horse-battery-9"
 LEASE_SECONDS = 3.0
 CHECKPOINT_SECONDS = 0.5
 UPLOAD_CHUNK_BYTES = 4096
@@ -80,13 +80,7 @@ class App:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 class Cluster:
@@ -144,28 +138,13 @@ def _manage(env: dict, *args: str) -> str:
     return result.stdout
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server of `server_url`, dropped afterwards."""
-    import psycopg
-
-    name = f"playground_scaled_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module")
 def cluster(services) -> Iterator[Cluster]:
-    import redis
-
     prefix = f"playground-scaled-{secrets.token_hex(6)}"
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(scratch_database(services["database_url"]))
+        database_url = stack.enter_context(
+            scratch_database(services["database_url"], "playground_scaled")
+        )
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         log_dir = data_dir / "logs"
         log_dir.mkdir()
@@ -206,14 +185,7 @@ def cluster(services) -> Iterator[Cluster]:
         stack.callback(lambda: [app.stop() for app in cluster.apps])
         cluster.a = cluster.start("a")
         cluster.b = cluster.start("b")
-        try:
-            yield cluster
-        finally:
-            client = redis.Redis.from_url(services["redis_url"])
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+        yield cluster
 
 
 @pytest.fixture(autouse=True)

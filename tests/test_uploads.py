@@ -18,7 +18,6 @@ from tests.media_files import make_audio, make_random
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "correct-horse-battery-9"
 CHUNK = 1024
 WAIT_SECONDS = 30
 
@@ -34,16 +33,6 @@ def media_root(settings, tmp_path) -> Path:
 def _no_processing_left_behind():
     yield
     assert attachments.wait_for_processing(WAIT_SECONDS), "processing still running"
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, running
+from tests.conftest import PASSWORD, REPO_ROOT, running
+from tests.processes import free_port
 
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -23,7 +24,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-PASSWORD = "correct-horse-battery-9"
 SCREENSHOTS = REPO_ROOT / "test-results"
 
 
