@@ -22,9 +22,10 @@ Three processes on loopback (four with two app processes), all started here and 
   PostgreSQL server) they share a scratch database `bench_<random>` created, migrated and
   dropped here, else one SQLite file;
 - this process, acting as the browser: it logs in, opens each conversation's WebSocket (session
-  cookie, Origin header, `{"action": "sync"}`) before sending, then POSTs the message as htmx does.
-  With two processes every message is POSTed to A while its page is connected to B, so the job
-  runs in A and every frame reaches the page through Redis.
+  cookie, Origin header, `{"action": "sync"}`), then sends the message over that socket
+  (`{"action": "send"}`), as a chat page does while its socket is open. With two processes every
+  message is POSTed to A (as the composer's form does without a socket) while its page is
+  connected to B, so the job runs in A and every frame reaches the page through Redis.
 
 Each user message starts with a marker (`bench-...`) that the simulator sees in the request body,
 so every page is matched to the completion that answered it, whatever the order of arrival.
@@ -42,9 +43,10 @@ so every page is matched to the completion that answered it, whatever the order 
    to the simulator, as many at once over the same ramp, read by httpx-sse clients in this
    process; each delta's arrival - its emit time is the floor any relay starts from (loopback,
    an HTTP hop, SSE parsing, this client's event loop). Each figure is also shown as app/direct.
-2. Time to first token. Through the app: POST /c/<id>/send/ -> first text frame on the already
-   open WebSocket. Directly: the same request body the app sent for that run, POSTed by httpx to
-   the same simulator on a warm connection, read with httpx-sse -> first content delta. Both with
+2. Time to first token. Through the app: the message sent (over the page's WebSocket; with two
+   processes, POSTed to A) -> first text frame on the page's WebSocket. Directly: the same
+   request body the app sent for that run, POSTed by httpx to the same simulator on a warm
+   connection, read with httpx-sse -> first content delta. Both with
    `[sim:delay=0]`, runs interleaved, a few warm-up runs dropped. The simulator's arrival and
    emit times split each path into legs: to the upstream, inside it, and back to the client.
 3. Correctness, from the same frames: the text each page rebuilds must equal the simulator's
@@ -110,6 +112,7 @@ FINAL = re.compile(
 )
 TEXT_APPEND_HINT = '-text" hx-swap-oob="beforeend"'
 FINAL_HINT = 'hx-swap-oob="outerHTML"'
+ANSWER_HINT = ('{"type": "sent"', '{"type": "refused"')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,6 +415,7 @@ class Page:
         self.changed = asyncio.Event()
         self.ws = None
         self.reader: asyncio.Task | None = None
+        self.answer: asyncio.Future | None = None  # to a message sent over this socket
 
     async def open(self, browser: Browser) -> None:
         from websockets.asyncio.client import connect
@@ -435,7 +439,18 @@ class Page:
                 self.first_text_at = now
             if FINAL_HINT in frame:
                 self.finals += 1
+            if frame.startswith(ANSWER_HINT) and self.answer and not self.answer.done():
+                self.answer.set_result(json.loads(frame))
             self.changed.set()
+
+    async def send(self, text: str) -> None:
+        """Send a message over this page's socket, as the composer does; return once the app
+        has taken it."""
+        self.answer = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"action": "send", "text": text}))
+        answer = await asyncio.wait_for(self.answer, 60)
+        if answer["type"] != "sent":
+            raise RuntimeError(f"send refused: {answer}")
 
     async def wait_until(self, condition, timeout: float) -> None:
         async with asyncio.timeout(timeout):
@@ -715,7 +730,7 @@ async def measure_relay(
     async def send(n: int) -> None:
         await asyncio.sleep(ramp * n / streams)  # spread the starts: random-ish phases
         text = f"{markers[n]} [sim:length={tokens}] [sim:delay={delay:g}]"
-        await browser.send(conversations[n], text)
+        await send_message(browser, servers, pages[n], text)
 
     cpu, lag = CpuMeter(servers.pids), LoopLag()
     cpu.start()
@@ -828,9 +843,17 @@ class TtftRun:
     # -> first frame received; and the same legs for the direct request.
     app_legs_ms: list[tuple[float, float, float]]
     direct_legs_ms: list[tuple[float, float, float]]
-    post_ms: list[float]  # POST answered, through the app (for reference)
+    post_ms: list[float]  # message taken (answer to the send), through the app (for reference)
     upstream_connections: int
     runs: int
+
+
+async def send_message(browser: Browser, servers: Servers, page: Page, text: str) -> None:
+    """Over the page's socket; with two processes, POSTed to A (the page is on B)."""
+    if servers.send_url == servers.page_url:
+        await page.send(text)
+    else:
+        await browser.send(page.conversation_id, text)
 
 
 def first_emit(record: dict) -> float:
@@ -853,7 +876,7 @@ async def measure_ttft(
             await page.open(browser)
             await asyncio.sleep(0.05)  # let the sync settle: nothing else in flight
             sent_at = time.monotonic()
-            await browser.send(conversation_id, f"{marker} [sim:length=8] [sim:delay=0]")
+            await send_message(browser, servers, page, f"{marker} [sim:length=8] [sim:delay=0]")
             answered_at = time.monotonic()
             await page.wait_until(lambda p=page: p.finals >= 1, timeout=30)
             await page.close()
@@ -1113,7 +1136,8 @@ def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
             straight = statistics.median(legs[leg] for legs in ttft.direct_legs_ms)
             lines.append(f"| {name} | {ms(via_app)} | {ms(straight)} |")
         lines.append(
-            f"| (POST answered, for reference) | {ms(statistics.median(ttft.post_ms))} | |"
+            f"| (message taken: send answered, for reference) "
+            f"| {ms(statistics.median(ttft.post_ms))} | |"
         )
         lines += [
             "",

@@ -1,16 +1,20 @@
-"""The WebSocket a chat page keeps open: it subscribes to its conversation and forwards Stop.
+"""The WebSocket a chat page keeps open: it subscribes to its conversation, takes the page's
+messages (the quickest way to the model: no new HTTP request) and forwards Stop.
 
 Frames are HTML fragments that htmx's ws extension swaps in by id (out of band). Streamed text
 is appended, never re-sent: each delta frame carries the offsets it starts at, and a page only
 gets a delta that continues exactly where its copy of the text ends.
 """
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404, QueryDict
+from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from . import generation
+from . import generation, turns
+from .forms import ComposerForm
 from .models import Conversation, Message
 from .rendering import message_html
 
@@ -38,6 +42,10 @@ def _sync_state(
     return new, finished, streaming
 
 
+def _errors_html(form) -> str:
+    return render_to_string("chat/chat.html#composer_errors", {"form": form})
+
+
 def append_html(message_id: int, part: str, text: str) -> str:
     return f'<span id="message-{message_id}-{part}" hx-swap-oob="beforeend">{escape(text)}</span>'
 
@@ -48,17 +56,20 @@ def replace_html(message_id: int, part: str, text: str) -> str:
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
-        # Frames from the channel layer only forward text (a gap asks the job for a snapshot,
-        # a layer send, not a query): they skip channels' per-event `aclose_old_connections`,
-        # a thread hop for every delta of every page. The socket's own events may query.
-        if message["type"].startswith("websocket."):
+        # Channels tidies the database connections (`aclose_old_connections`, a trip to a
+        # worker thread) before every event. Frames from the channel layer only forward text
+        # (a gap asks the job for a snapshot: a layer send, not a query), and what the page
+        # sends queries through `database_sync_to_async`, which tidies in the same trip; so
+        # only connecting and disconnecting take channels' way. A message sent reaches the
+        # model one trip sooner.
+        if message["type"] in ("websocket.connect", "websocket.disconnect"):
             await super().dispatch(message)
         else:
             await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        self.conversation = await sync_to_async(_load_conversation)(
+        self.conversation = await database_sync_to_async(_load_conversation)(
             self.scope["user"], conversation_id
         )
         if self.conversation is None:
@@ -80,6 +91,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         action = content.get("action")
         if action == "sync":
             await self.sync(content.get("after"), content.get("streaming"))
+        elif action == "send":
+            await self.send_turn(content.get("text"), content.get("attachments"))
         elif action == "stop":
             await self.stop()
 
@@ -91,19 +104,44 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         except (TypeError, ValueError):
             return
         self.last_seen = max(self.last_seen, after_id)
-        new, finished, streaming = await sync_to_async(_sync_state)(
+        new, finished, streaming = await database_sync_to_async(_sync_state)(
             self.conversation, self.last_seen, shown
         )
         for message in new:
             await self.send_message(message)
         for message in finished:
-            await self.send(text_data=await sync_to_async(message_html)(message, "replace"))
+            html = await database_sync_to_async(message_html)(message, "replace")
+            await self.send(text_data=html)
         for message_id in streaming:
             self.offsets.pop(message_id, None)  # deltas wait for the snapshot
             await generation.request_snapshot(message_id, self.channel_name)
 
+    async def send_turn(self, text: object, attachments: object) -> None:
+        """A message from the page's composer, taken as the form post would take it. The page
+        hears `sent` (and the new messages, as every page does), or `refused` with the reasons
+        in place; its text stays in the composer until then."""
+        data = QueryDict(mutable=True)
+        data["text"] = text if isinstance(text, str) else ""
+        keys = attachments if isinstance(attachments, list) else []
+        data.setlist("attachments", [str(key) for key in keys[:100]])
+        try:
+            form, turn = await database_sync_to_async(turns.take_turn)(
+                self.scope["user"], self.conversation.pk, data
+            )
+        except Http404:  # deleted meanwhile, from another tab
+            form, turn = ComposerForm(data, user=self.scope["user"]), None
+            await database_sync_to_async(form.is_valid)()
+            form.add_error(None, "This conversation no longer exists.")
+        if turn is None:
+            html = await database_sync_to_async(_errors_html)(form)
+            await self.send_json({"type": "refused", "html": html})
+            return
+        conversation, messages, payload, frames = turn
+        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        await self.send_json({"type": "sent"})
+
     async def send_message(self, message: Message) -> None:
-        html = await sync_to_async(message_html)(message, "append")
+        html = await database_sync_to_async(message_html)(message, "append")
         self.last_seen = max(self.last_seen, message.pk)
         if message.status == Message.Status.STREAMING:
             self.offsets.pop(message.pk, None)

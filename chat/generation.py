@@ -17,6 +17,8 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +35,11 @@ from .rendering import message_html, render_markdown
 from .tool_calls import merge_fragments, ordered
 
 log = logging.getLogger(__name__)
+
+# A new message's request goes upstream before the pages hear of it (rendering it would compete
+# with sending for the interpreter), unless sending takes longer than this (a cold connection, a
+# body carrying large media).
+SEND_FIRST_SECONDS = 0.02
 
 # Jobs running in this process, kept referenced so the event loop does not drop them.
 _tasks: dict[int, asyncio.Task] = {}
@@ -55,18 +62,24 @@ def _db(fn):
     return database_sync_to_async(fn, thread_sensitive=False)
 
 
-def start(message: Message, payload: dict[str, Any]) -> asyncio.Task:
-    """Start streaming `message` (an assistant row in `streaming`) in this process.
+async def start(message: Message, payload: dict[str, Any], announce: Coroutine) -> asyncio.Task:
+    """Start streaming `message` (an assistant row in `streaming`) in this process; return once
+    the pages have heard of it.
 
-    The caller has told the pages about the message already: a page drops text for a message
-    it does not know. The task gets a fresh context: one inheriting the request's asgiref
-    context would fail its later database calls once the request has finished.
+    `announce` tells the pages about the message (renders and sends its frames). It runs once
+    the request has gone upstream (see SEND_FIRST_SECONDS), and the job's frames wait for it:
+    a page drops text for a message it does not know. The caller's own work (its response)
+    waits too, so the request goes first.
+
+    The task gets a fresh context: one inheriting the request's asgiref context would fail its
+    later database calls once the request has finished.
     """
     ensure_sweeper()
-    job = Job(message.pk, message.conversation_id, payload)
+    job = Job(message.pk, message.conversation_id, payload, announce)
     task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
     _tasks[message.pk] = task
     task.add_done_callback(lambda _t: _tasks.pop(message.pk, None))
+    await job.told.wait()
     return task
 
 
@@ -81,10 +94,15 @@ async def request_stop(message_id: int) -> None:
 
 async def stop_conversation(conversation_id: int) -> None:
     """Stop every reply streaming in a conversation (the Stop button, from any tab)."""
-    streaming = Message.objects.filter(
-        conversation_id=conversation_id, status=Message.Status.STREAMING
-    ).values_list("pk", flat=True)
-    async for message_id in streaming:
+
+    def streaming() -> list[int]:
+        return list(
+            Message.objects.filter(
+                conversation_id=conversation_id, status=Message.Status.STREAMING
+            ).values_list("pk", flat=True)
+        )
+
+    for message_id in await _db(streaming)():
         await request_stop(message_id)
 
 
@@ -100,8 +118,12 @@ class Job:
         message_id: int,
         conversation_id: int,
         payload: dict[str, Any],
+        announce: Coroutine,
     ) -> None:
         self.message_id = message_id
+        self.announce = announce
+        self.sent = asyncio.Event()  # the request has gone upstream
+        self.told = asyncio.Event()  # the pages have heard of the message
         self.conversation_id = conversation_id
         self.payload = payload
         self.group = conversation_group(conversation_id)
@@ -132,13 +154,17 @@ class Job:
     # The job's life
 
     async def run(self) -> None:
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(job_group(self.message_id), channel)
+        # The request goes out first; the pages hear of the message, and the job subscribes
+        # for Stop, while it is on its way.
         stream = asyncio.create_task(self.consume())
-        control = asyncio.create_task(self.listen(channel, stream))
+        self.telling = asyncio.create_task(self.tell_pages())  # held: the loop keeps tasks weakly
         heartbeat = asyncio.create_task(self.heartbeat())
+        channel, control = None, None
         error: dict | None = None
         try:
+            channel = await self.layer.new_channel()
+            await self.layer.group_add(job_group(self.message_id), channel)
+            control = asyncio.create_task(self.listen(channel, stream))
             await stream
             status = Message.Status.COMPLETE
         except asyncio.CancelledError:
@@ -162,11 +188,24 @@ class Job:
                 "retry_after": None,
             }
         finally:
-            control.cancel()
             heartbeat.cancel()
-            await self.layer.group_discard(job_group(self.message_id), channel)
+            if control is not None:
+                control.cancel()
+            if channel is not None:
+                await self.layer.group_discard(job_group(self.message_id), channel)
         # Saving must finish even when the process is cancelling this task.
         await asyncio.shield(self.finish(status, error))
+
+    async def tell_pages(self) -> None:
+        try:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(SEND_FIRST_SECONDS):
+                    await self.sent.wait()
+            await self.announce
+        except Exception:
+            log.exception("telling the pages about message %s failed", self.message_id)
+        finally:
+            self.told.set()
 
     async def heartbeat(self) -> None:
         """Keep the lease while the upstream is silent (e.g. thinking before the first token):
@@ -194,7 +233,7 @@ class Job:
                 )
 
     async def consume(self) -> None:
-        async for event in upstream.stream_chat(self.payload):
+        async for event in upstream.stream_chat(self.payload, sent=self.sent):
             if event.index != 0:
                 continue  # one reply per message; extra choices (n > 1) are not shown
             text = event.content or event.refusal
@@ -268,6 +307,7 @@ class Job:
         self.pending_content.clear()
         self.pending_reasoning.clear()
         self.last_frame = time.monotonic()
+        await self.told.wait()
         await self.layer.group_send(self.group, frame)
 
     # Saving
@@ -301,7 +341,9 @@ class Job:
             )
             return final_frame(message)
 
-        await self.layer.group_send(self.group, await _db(settle)())
+        frame = await _db(settle)()
+        await self.told.wait()
+        await self.layer.group_send(self.group, frame)
 
 
 def save_checkpoint(message_id: int, content: str, reasoning: str, first_token_at) -> None:

@@ -507,12 +507,20 @@ def request_headers() -> dict:
     return headers
 
 
+async def _then_set(chunks: AsyncIterator[bytes], event: asyncio.Event) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+    event.set()  # httpx writes each chunk before it asks for the next
+
+
 async def stream_chat(
-    payload: dict, *, client: httpx.AsyncClient | None = None
+    payload: dict, *, client: httpx.AsyncClient | None = None, sent: asyncio.Event | None = None
 ) -> AsyncIterator[StreamEvent]:
     """POST the payload to {base}/chat/completions and yield its events until it finishes.
 
     The body is streamed (`payloads.encode_body`): media in it are read from disk as it is sent.
+
+    `sent` is set once the whole request has been written to the connection.
 
     `client` (tests, tools) must have a base_url; the default is get_client(). Close the
     generator (`contextlib.aclosing`) if you stop early, so the connection is released at once.
@@ -527,8 +535,9 @@ async def stream_chat(
     try:
         try:
             headers = {**request_headers(), "Content-Length": str(body_length(body))}
+            content = encode_body(body) if sent is None else _then_set(encode_body(body), sent)
             async with aconnect_sse(
-                client, "POST", "chat/completions", content=encode_body(body), headers=headers
+                client, "POST", "chat/completions", content=content, headers=headers
             ) as source:
                 answered = True
                 await _check_response(source.response)

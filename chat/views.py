@@ -7,25 +7,21 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
-from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import branches, code_samples, generation
-from .attachments import copy_attachment, remove_files, signed_url
+from . import branches, code_samples, generation, turns
+from .attachments import copy_attachment, remove_files
 from .conversations import search as search_conversations
 from .conversations import sidebar
 from .forms import ComposerForm, ThrottledLoginForm
-from .models import Attachment, Conversation, Message, Preset, title_from_text
-from .payloads import build_request, elided
-from .rendering import message_html
+from .models import Attachment, Conversation, Message, Preset
 from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
 
 SIDEBAR_SIZE = 200
@@ -147,103 +143,6 @@ def current_path(conversation: Conversation, with_attachments: bool = False) -> 
     return path
 
 
-# What the message tree and a request body need of each message (not the saved requests,
-# usage or rendered HTML, which grow with every reply).
-TURN_FIELDS = ("conversation_id", "parent_id", "role", "content", "tool_calls", "tool_call_id")
-
-
-def _begin_reply(
-    conversation: Conversation, parent: Message, everything: list[Message] | None = None
-) -> tuple[Message, dict]:
-    """Create the streaming assistant row that answers `parent`, and its request body; the
-    conversation now shows the path through it. `everything`: the conversation's messages
-    (with TURN_FIELDS), if the caller has them."""
-    now = timezone.now()
-    if everything is None:
-        everything = list(conversation.messages.only(*TURN_FIELDS))
-    path = branches.path_to(everything, parent)
-    files: dict[int, list[Attachment]] = {}
-    for attachment in Attachment.objects.filter(message__in=[m.pk for m in path]):
-        files.setdefault(attachment.message_id, []).append(attachment)
-    media_url = signed_url if settings.PLAYGROUND_MEDIA_DELIVERY == "url" else None
-    payload = build_request(
-        path, conversation.settings, settings.PLAYGROUND_MODEL, files, media_url
-    )
-    assistant = Message.objects.create(
-        conversation=conversation,
-        parent=parent,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model=payload["model"],
-        request=elided(payload),
-        started_at=now,
-        checkpoint_at=now,
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current=assistant)
-    conversation.current = assistant
-    return assistant, payload
-
-
-@transaction.atomic
-def _create_turn(user, conversation_id: int | None, text: str, attachments: list[Attachment]):
-    if conversation_id is None:
-        title = title_from_text(text or " ".join(a.original_name for a in attachments))
-        conversation = Conversation.objects.create(
-            owner=user, title=title, settings=_default_settings(user)
-        )
-    else:
-        conversation = get_object_or_404(
-            Conversation.objects.select_for_update(), pk=conversation_id, owner=user
-        )
-    everything = list(conversation.messages.only(*TURN_FIELDS))
-    last = branches.current_leaf(everything, conversation.current_id)
-    if not conversation.title:
-        conversation.title = title_from_text(text or " ".join(a.original_name for a in attachments))
-        conversation.save(update_fields=["title"])
-    user_message = Message.objects.create(
-        conversation=conversation, parent=last, role=Message.Role.USER, content=text
-    )
-    for attachment in attachments:
-        attachment.conversation = conversation
-        attachment.message = user_message
-        attachment.save(update_fields=["conversation", "message"])
-    everything += [user_message]
-    assistant, payload = _begin_reply(conversation, user_message, everything)
-    return conversation, [user_message, assistant], payload, [*everything, assistant]
-
-
-async def _announce(conversation: Conversation, messages: list[Message]) -> None:
-    """Tell every open page of the conversation about new messages, oldest first."""
-    await _send_frames(conversation, await sync_to_async(_insert_frames)(messages))
-
-
-async def _send_frames(conversation: Conversation, frames: list[dict]) -> None:
-    layer = get_channel_layer()
-    for frame in frames:
-        await layer.group_send(conversation.group_name, frame)
-
-
-def _insert_frames(messages: list[Message], everything: list[Message] | None = None) -> list[dict]:
-    """Frames that add `messages` to the pages; `everything`: the conversation's messages, if
-    the caller has them (their siblings are found there instead of by a query each)."""
-    prefetch_related_objects(messages, "attachments")  # one query, not two per message
-    return [
-        {
-            "type": "message.insert",
-            "message": message.pk,
-            "streaming": message.status == Message.Status.STREAMING,
-            "html": message_html(
-                message,
-                "append",
-                None
-                if everything is None
-                else [m for m in everything if m.parent_id == message.parent_id],
-            ),
-        }
-        for message in messages
-    ]
-
-
 def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status=200):
     context = {"conversation": conversation, "form": form}
     return render(request, "chat/chat.html#composer", context, status=status)
@@ -253,9 +152,7 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
 @login_required
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
     user = await request.auser()
-    # One trip to a worker thread for all the database work and rendering: each trip costs the
-    # first token.
-    form, turn = await sync_to_async(_take_turn)(user, conversation_id, request.POST)
+    form, turn = await sync_to_async(turns.take_turn)(user, conversation_id, request.POST)
     if turn is None:
         # The text stays in the composer, with the reason beside it.
         if request.htmx:
@@ -269,25 +166,13 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
     conversation, messages, payload, frames = turn
-    # Pages must know a message before its text: they hear of it first, then the reply starts.
-    await _send_frames(conversation, frames)
-    generation.start(messages[-1], payload)
+    # The reply's request goes out before the pages are told and this response is rendered.
+    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if not request.htmx:
         return redirect(conversation)
     if conversation_id is None:
         return HttpResponseClientRedirect(conversation.get_absolute_url())
-    return _composer(request, conversation, ComposerForm())
-
-
-def _take_turn(user, conversation_id: int | None, data):
-    """Validate the composer and, if it is right, save the turn and render it for the pages."""
-    form = ComposerForm(data, user=user)
-    if not form.is_valid():
-        return form, None
-    conversation, messages, payload, everything = _create_turn(
-        user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
-    )
-    return form, (conversation, messages, payload, _insert_frames(messages, everything))
+    return await sync_to_async(_composer)(request, conversation, ComposerForm())
 
 
 def _invalid_page(request, conversation_id, form):
@@ -308,7 +193,7 @@ def _regenerate(user, conversation_id: int, message_id: int):
         role=Message.Role.ASSISTANT,
     )
     parent = Message.objects.get(pk=earlier.parent_id)
-    assistant, payload = _begin_reply(conversation, parent)
+    assistant, payload = turns.begin_reply(conversation, parent)
     return conversation, assistant, payload
 
 
@@ -320,8 +205,7 @@ async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int)
     conversation, assistant, payload = await sync_to_async(_regenerate)(
         user, conversation_id, message_id
     )
-    await announce_transcript(conversation)
-    generation.start(assistant, payload)
+    await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
@@ -388,8 +272,7 @@ async def edit_message(
             status=422,
         )
     conversation, assistant, payload = result
-    await announce_transcript(conversation)
-    generation.start(assistant, payload)
+    await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
@@ -414,7 +297,7 @@ def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str
         )
         for attachment in kept:
             copy_attachment(attachment, owner=user, message=edited)
-        assistant, payload = _begin_reply(conversation, edited)
+        assistant, payload = turns.begin_reply(conversation, edited)
     return conversation, assistant, payload
 
 
@@ -488,13 +371,8 @@ def _panel(request, conversation: Conversation | None, form: SettingsForm, statu
     return render(request, "chat/settings.html#panel", context, status=status)
 
 
-def _default_settings(user) -> dict:
-    preset = user.presets.filter(is_default=True).first()
-    return dict(preset.settings) if preset else {}
-
-
 def settings_form_for(user, conversation: Conversation | None) -> SettingsForm:
-    stored = conversation.settings if conversation else _default_settings(user)
+    stored = conversation.settings if conversation else turns.default_settings(user)
     return SettingsForm(initial=initial_from_settings(stored))
 
 
@@ -655,7 +533,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
                 tool_call_id=call["id"],
             )
             created.append(parent)
-        assistant, payload = _begin_reply(conversation, parent)
+        assistant, payload = turns.begin_reply(conversation, parent)
     return conversation, [*created, assistant], payload, ""
 
 
@@ -679,8 +557,8 @@ async def tool_results(
             f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>',
             status=422,
         )
-    await _announce(conversation, messages)
-    generation.start(messages[-1], payload)
+    frames = await sync_to_async(turns.insert_frames)(messages)
+    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if request.htmx:
         return HttpResponse('<p class="muted small">Results sent.</p>')
     return redirect(conversation)

@@ -41,15 +41,19 @@ class Page:
         self.final: dict[int, str] = {}
         self.inserted: list[int] = []
         self.audio: dict[int, bytearray] = {}
+        self.answers: list[dict] = []  # "sent" or "refused", for messages this page sent
         self.frames = 0
 
     def apply(self, frame: str) -> None:
         self.frames += 1
-        if frame.startswith("{"):  # JSON frames carry speech
+        if frame.startswith("{"):  # JSON frames: speech, and answers to a message sent
             data = json.loads(frame)
-            self.audio.setdefault(data["message"], bytearray()).extend(
-                base64.b64decode(data["pcm"])
-            )
+            if data["type"] == "audio":
+                self.audio.setdefault(data["message"], bytearray()).extend(
+                    base64.b64decode(data["pcm"])
+                )
+            else:
+                self.answers.append(data)
             return
         for message_id, part, text in REPLACE.findall(frame):
             store = self.text if part == "text" else self.reasoning
@@ -640,4 +644,97 @@ async def test_a_page_that_misses_a_frame_resyncs_from_the_job_instead_of_leavin
     await reply.arefresh_from_db()
     assert page.text[reply.pk] == reply.content  # resynced: no hole, no stray text
     assert "XYZ" not in page.text[reply.pk]
+    await page.ws.disconnect()
+
+
+# Sending over the page's socket (what a browser page does while its socket is open)
+
+
+async def test_a_message_sent_over_the_socket_is_saved_and_streams_to_every_page(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    sender = await open_page(client, conversation.pk)
+    watcher = await open_page(client, conversation.pk)
+
+    await sender.ws.send_json_to({"action": "send", "text": "Over the socket [sim:delay=0.01]"})
+    await sender.receive_until(lambda p: p.answers)
+    assert sender.answers == [{"type": "sent"}]
+    person, reply = [m async for m in conversation.messages.order_by("pk")]
+    assert (person.role, person.content) == ("user", "Over the socket [sim:delay=0.01]")
+    for page in (sender, watcher):
+        assert await page.receive_until_final(reply.pk) == "complete"
+        assert page.inserted == [person.pk, reply.pk]
+    await reply.arefresh_from_db()
+    assert watcher.text[reply.pk] == reply.content
+    assert "Over the socket" in reply.content  # the simulator describes what it received
+    for page in (sender, watcher):
+        await page.ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ({"text": "   "}, "Type a message or attach a file first."),
+        ({"text": "x" * 100_001}, "A message can be at most 100000 characters."),
+        ({"text": 42, "attachments": "abc"}, "Type a message or attach a file first."),
+        ({"text": "With a file", "attachments": ["no-such-key"]}, "no longer available"),
+    ],
+)
+async def test_a_message_refused_over_the_socket_saves_nothing_and_says_why(
+    upstream_is_simulator, alice, message, reason
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    sender = await open_page(client, conversation.pk)
+    watcher = await open_page(client, conversation.pk)
+
+    await sender.ws.send_json_to({"action": "send", **message})
+    await sender.receive_until(lambda p: p.answers)
+    (answer,) = sender.answers
+    assert answer["type"] == "refused"
+    assert 'data-testid="error"' in answer["html"] and reason in html.unescape(answer["html"])
+    assert not await conversation.messages.aexists()
+    assert await watcher.ws.receive_nothing(timeout=0.2)
+
+    # The socket goes on serving the page.
+    await sender.ws.send_json_to({"action": "send", "text": "Now properly [sim:delay=0]"})
+    await sender.receive_until(lambda p: len(p.answers) == 2)
+    assert sender.answers[1] == {"type": "sent"}
+    reply = await conversation.messages.filter(role="assistant").aget()
+    assert await watcher.receive_until_final(reply.pk) == "complete"
+    for page in (sender, watcher):
+        await page.ws.disconnect()
+
+
+async def test_an_upload_of_someone_else_cannot_be_sent_over_the_socket(
+    upstream_is_simulator, alice, bob
+):
+    theirs = await Attachment.objects.acreate(owner=bob, key="b" * 22, status="ready", kind="image")
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+
+    await page.ws.send_json_to({"action": "send", "text": "Mine?", "attachments": [theirs.key]})
+    await page.receive_until(lambda p: p.answers)
+    assert page.answers[0]["type"] == "refused"
+    await theirs.arefresh_from_db()
+    assert theirs.message_id is None and not await conversation.messages.aexists()
+    await page.ws.disconnect()
+
+
+async def test_a_message_sent_to_a_conversation_deleted_meanwhile_is_refused(
+    upstream_is_simulator, alice
+):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    await Conversation.objects.filter(pk=conversation.pk).adelete()
+
+    await page.ws.send_json_to({"action": "send", "text": "Anyone there?"})
+    await page.receive_until(lambda p: p.answers)
+    assert page.answers[0]["type"] == "refused"
+    assert "no longer exists" in page.answers[0]["html"]
+    assert not await Message.objects.aexists()
     await page.ws.disconnect()

@@ -857,11 +857,19 @@
       .map(function (item) { return item.id; });
   });
 
+  // A send ends: as a form post (htmx:afterRequest), or over the page's socket (chat.js).
   document.addEventListener("htmx:afterRequest", function (event) {
     if (!isSend(event)) return;
-    inFlight = false;
     var status = event.detail.xhr ? event.detail.xhr.status : 0;
-    if (status >= 200 && status < 300) {
+    sendEnded(status >= 200 && status < 300);
+  });
+  document.addEventListener("composer:done", function (event) {
+    sendEnded(event.detail.sent);
+  });
+
+  function sendEnded(sent) {
+    inFlight = false;
+    if (sent) {
       // Sent: the attachments now belong to the message. Failed chips go too; files added
       // while the request was on its way stay.
       items = items.filter(function (item) {
@@ -872,7 +880,7 @@
     }
     sendingIds = [];
     render();
-  });
+  }
 
   // The composer was replaced (a refused send re-renders it with the text kept): put the chips,
   // prompts and recorder back into the new form.

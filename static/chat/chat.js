@@ -62,8 +62,12 @@
     if (stop) stop.click();
   });
 
+  // The page's socket while it is open: messages go over it (see below).
+  var socket = null;
+
   // On every (re)connect, ask for what this page has not seen yet.
   document.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
     var streaming = Array.prototype.map.call(
       document.querySelectorAll('#transcript [data-status="streaming"]'),
       function (el) { return Number(el.dataset.id); }
@@ -71,6 +75,81 @@
     event.detail.socketWrapper.send(
       JSON.stringify({ action: "sync", after: lastMessageId(), streaming: streaming })
     );
+  });
+
+  // JSON frames are for the page's scripts, not HTML for htmx: each becomes a playground:frame
+  // event (speech.js plays "audio"; "sent" and "refused" answer a message sent below).
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var text = event.detail.message;
+    if (typeof text !== "string" || text.charAt(0) !== "{") return;
+    event.preventDefault();
+    var frame;
+    try {
+      frame = JSON.parse(text);
+    } catch (error) {
+      return;
+    }
+    document.dispatchEvent(new CustomEvent("playground:frame", { detail: frame }));
+  });
+
+  // Sending: over the page's open socket, so the reply's request leaves without waiting for a
+  // new HTTP request; with none open (a new chat, a reconnect under way) the form posts as usual.
+  // Either way the text stays in the box until the message is taken, and reasons for refusing
+  // it appear in place.
+  var sending = false;
+
+  function composerError(form, html) {
+    var old = form.querySelector(".composer-error");
+    if (old) old.remove();
+    if (html) form.insertAdjacentHTML("afterbegin", html);
+  }
+
+  function sendEnded(sent, errorHtml) {
+    sending = false;
+    var form = document.getElementById("composer");
+    if (!form) return;
+    composerError(form, errorHtml);
+    var textarea = form.querySelector("textarea[name=text]");
+    if (sent && textarea) {
+      textarea.value = "";
+      grow(textarea);
+      stickToBottom = true;
+    }
+    var button = form.querySelector("[data-testid=send]");
+    if (button) button.disabled = false;
+    if (textarea) textarea.focus();
+    form.dispatchEvent(new CustomEvent("composer:done", { bubbles: true, detail: { sent: sent } }));
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!socket || !form || form.id !== "composer") return;
+    event.preventDefault(); // no HTTP request: the socket carries it
+    if (sending) return;
+    sending = true;
+    var button = form.querySelector("[data-testid=send]");
+    if (button) button.disabled = true;
+    var data = new FormData(form);
+    socket.send(
+      JSON.stringify({ action: "send", text: data.get("text") || "", attachments: data.getAll("attachments") })
+    );
+  });
+
+  document.addEventListener("playground:frame", function (event) {
+    if (event.detail.type === "sent") sendEnded(true, "");
+    else if (event.detail.type === "refused") sendEnded(false, event.detail.html);
+  });
+
+  document.addEventListener("htmx:wsClose", function () {
+    socket = null;
+    if (!sending) return;
+    // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
+    var note = document.createElement("div");
+    note.className = "error composer-error";
+    note.setAttribute("data-testid", "error");
+    note.setAttribute("role", "alert");
+    note.textContent = "The connection dropped while sending. If your message does not appear above, send it again.";
+    sendEnded(false, note.outerHTML);
   });
 
   document.addEventListener("htmx:wsBeforeMessage", function () {

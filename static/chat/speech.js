@@ -58,16 +58,8 @@
     body.speechMessage = messageId;
   }
 
-  document.addEventListener("htmx:wsBeforeMessage", function (event) {
-    var text = event.detail.message;
-    if (typeof text !== "string" || text.charAt(0) !== "{") return;
-    event.preventDefault(); // JSON frames are not HTML for htmx to swap
-    var frame;
-    try {
-      frame = JSON.parse(text);
-    } catch (error) {
-      return;
-    }
+  document.addEventListener("playground:frame", function (event) {
+    var frame = event.detail;
     if (frame.type === "audio") play(frame.message, decode(frame.pcm));
   });
 })();

@@ -161,6 +161,38 @@ def test_an_empty_message_is_refused_beside_the_composer(app_server, new_context
     expect(page.locator("textarea[name=text]")).to_have_value("   ")
 
 
+def test_on_a_conversation_page_messages_go_over_its_socket(app_server, new_context):
+    app_server.create_user("socketeer")
+    page = new_context().new_page()
+    log_in(page, app_server, "socketeer")
+    page.goto(app_server.url + "/new/")
+    page.fill("textarea[name=text]", "First, by form post [sim:length=3]")
+    page.click("[data-testid=send]")  # a new chat has no socket yet
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+
+    composer = page.locator("textarea[name=text]")
+    composer.fill("x" * 100_001)
+    composer.press("Enter")
+    error = page.locator("#composer [data-testid=error]")
+    expect(error).to_contain_text("at most 100000 characters")
+    expect(composer).to_have_value("x" * 100_001)  # nothing lost
+    expect(page.locator(ASSISTANT)).to_have_count(1)
+
+    composer.fill("Second, over the socket [sim:length=20] [sim:delay=0.01]")
+    composer.press("Enter")
+    expect(composer).to_have_value("")
+    expect(error).to_have_count(0)
+    expect(page.locator(ASSISTANT)).to_have_count(2)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(page.locator("[data-testid=message][data-role=user]").last).to_contain_text(
+        "Second, over the socket"
+    )
+    expect(composer).to_be_focused()
+    assert posts == []  # both went over the page's WebSocket
+
+
 def test_the_phone_layout_fits_and_the_sidebar_opens(app_server, new_context):
     app_server.create_user("phone")
     context = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
