@@ -149,6 +149,7 @@ class Job:
         self.cost: dict | None = None
         self.first_token_at = None
         self.last_checkpoint = time.monotonic()
+        self.saving: asyncio.Task | None = None  # the checkpoint being written
         self.stopped = False
 
     # The job's life
@@ -213,7 +214,7 @@ class Job:
         while True:
             await asyncio.sleep(settings.PLAYGROUND_CHECKPOINT_SECONDS)
             if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
-                await self.checkpoint()
+                self.checkpoint()
 
     async def listen(self, channel: str, stream: asyncio.Task) -> None:
         while True:
@@ -265,7 +266,7 @@ class Job:
             if event.cost is not None:
                 self.cost = event.cost
             if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
-                await self.checkpoint()
+                self.checkpoint()
 
     # Frames: the first at once, then at most one per PLAYGROUND_FRAME_INTERVAL
 
@@ -312,14 +313,26 @@ class Job:
 
     # Saving
 
-    async def checkpoint(self) -> None:
+    def checkpoint(self) -> None:
+        """Save the text so far, in the background: the stream never waits for the database
+        (a write can queue behind others for a while, SQLite's especially). One at a time."""
+        if self.saving is not None and not self.saving.done():
+            return
         self.last_checkpoint = time.monotonic()
         content, reasoning = "".join(self.content), "".join(self.reasoning)
         self.content = [content]
         self.reasoning = [reasoning]
-        await _db(save_checkpoint)(self.message_id, content, reasoning, self.first_token_at)
+        self.saving = asyncio.create_task(self.save_checkpoint(content, reasoning))
+
+    async def save_checkpoint(self, content: str, reasoning: str) -> None:
+        try:
+            await _db(save_checkpoint)(self.message_id, content, reasoning, self.first_token_at)
+        except Exception:
+            log.exception("checkpoint of message %s failed", self.message_id)
 
     async def finish(self, status: str, error: dict | None) -> None:
+        if self.saving is not None:  # a late checkpoint must not overwrite the final text
+            await asyncio.wait([self.saving])
         if self.flush_task is not None:
             self.flush_task.cancel()
         await self.flush()

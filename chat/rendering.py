@@ -92,8 +92,12 @@ def message_html(message, placement: str, siblings: list | None = None) -> str:
 
     from .branches import branches
 
-    if siblings is None:
-        siblings = list(message.conversation.messages.filter(parent_id=message.parent_id))
+    if siblings is None:  # only what the positions need: not the texts, requests, usage
+        siblings = list(
+            type(message)
+            .objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+            .only("pk", "parent_id")
+        )
     message.branch = branches(siblings).get(message.pk)
     context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
     return render_to_string("chat/chat.html#message", context)

@@ -15,6 +15,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from chat.models import Attachment, Conversation, Message
+from chat.simulator.reply import filler_tokens
 from playground.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -613,6 +614,39 @@ async def test_a_silent_stream_keeps_its_lease_with_heartbeats(upstream_is_simul
     assert await generation.sweep() == []
     await client.post(f"/c/{conversation.pk}/stop/", headers={"HX-Request": "true"})
     assert await page.receive_until_final(reply.pk) == "stopped"
+    await page.ws.disconnect()
+
+
+async def test_a_slow_checkpoint_neither_holds_up_the_stream_nor_overwrites_the_final_text(
+    upstream_is_simulator, alice, settings, monkeypatch
+):
+    import threading
+
+    from chat import generation
+
+    settings.PLAYGROUND_CHECKPOINT_SECONDS = 0.1
+    released = threading.Event()
+    save = generation.save_checkpoint
+
+    def queued_behind_other_writes(*args):
+        released.wait(10)
+        save(*args)
+
+    monkeypatch.setattr(generation, "save_checkpoint", queued_behind_other_writes)
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Go on [sim:length=60] [sim:delay=0.01]")
+
+    # The first checkpoint is due after 0.1 s and waits: the text keeps coming regardless.
+    whole = "".join(filler_tokens(60))
+    await page.receive_until(lambda p: p.text.get(reply.pk) == whole, timeout=5)
+    await asyncio.sleep(0.3)  # time enough to save the final text, if the job did not wait
+    released.set()
+    assert await page.receive_until_final(reply.pk) == "complete"
+    await asyncio.sleep(0.3)  # and for the checkpoint to land, wherever it does
+    await reply.arefresh_from_db()
+    assert reply.content == whole  # it landed before the final save, not over it
     await page.ws.disconnect()
 
 
