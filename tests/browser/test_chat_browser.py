@@ -179,6 +179,10 @@ def test_on_a_conversation_page_messages_go_over_its_socket(app_server, new_cont
     expect(error).to_contain_text("at most 100000 characters")
     expect(composer).to_have_value("x" * 100_001)  # nothing lost
     expect(page.locator(ASSISTANT)).to_have_count(1)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)  # the sidebar slides away
+    screenshot(page, "composer-refused-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     composer.fill("Second, over the socket [sim:length=20] [sim:delay=0.01]")
     composer.press("Enter")
