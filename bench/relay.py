@@ -23,9 +23,9 @@ Three processes on loopback (four with two app processes), all started here and 
   dropped here, else one SQLite file;
 - this process, acting as the browser: it logs in, opens each conversation's WebSocket (session
   cookie, Origin header, `{"action": "sync"}`), then sends the message over that socket
-  (`{"action": "send"}`), as a chat page does while its socket is open. With two processes every
-  message is POSTed to A (as the composer's form does without a socket) while its page is
-  connected to B, so the job runs in A and every frame reaches the page through Redis.
+  (`{"action": "send"}`), as a chat page does while its socket is open. With two processes the
+  relay runs POST every message to A (as the composer's form does without a socket) while its
+  page is connected to B, so the job runs in A and every frame reaches the page through Redis.
 
 Each user message starts with a marker (`bench-...`) that the simulator sees in the request body,
 so every page is matched to the completion that answered it, whatever the order of arrival.
@@ -43,10 +43,10 @@ so every page is matched to the completion that answered it, whatever the order 
    to the simulator, as many at once over the same ramp, read by httpx-sse clients in this
    process; each delta's arrival - its emit time is the floor any relay starts from (loopback,
    an HTTP hop, SSE parsing, this client's event loop). Each figure is also shown as app/direct.
-2. Time to first token. Through the app: the message sent (over the page's WebSocket; with two
-   processes, POSTed to A) -> first text frame on the page's WebSocket. Directly: the same
-   request body the app sent for that run, POSTed by httpx to the same simulator on a warm
-   connection, read with httpx-sse -> first content delta. Both with
+2. Time to first token. Through the app: the message sent over a page's WebSocket -> first text
+   frame on the page's WebSocket (with two processes: sent from a page on A, watched on B).
+   Directly: the same request body the app sent for that run, POSTed by httpx to the same
+   simulator on a warm connection, read with httpx-sse -> first content delta. Both with
    `[sim:delay=0]`, runs interleaved, a few warm-up runs dropped. The simulator's arrival and
    emit times split each path into legs: to the upstream, inside it, and back to the client.
 3. Correctness, from the same frames: the text each page rebuilds must equal the simulator's
@@ -417,13 +417,14 @@ class Page:
         self.reader: asyncio.Task | None = None
         self.answer: asyncio.Future | None = None  # to a message sent over this socket
 
-    async def open(self, browser: Browser) -> None:
+    async def open(self, browser: Browser, url: str = "") -> None:
+        """Connect to `url` (default: the browser's page_url)."""
         from websockets.asyncio.client import connect
 
-        ws_url = browser.page_url.replace("http://", "ws://")
+        url = url or browser.page_url
         self.ws = await connect(
-            f"{ws_url}/ws/conversations/{self.conversation_id}/",
-            origin=browser.page_url,
+            f"{url.replace('http://', 'ws://')}/ws/conversations/{self.conversation_id}/",
+            origin=url,
             additional_headers={"Cookie": browser.cookie_header()},
             compression=None,
             max_queue=None,
@@ -872,14 +873,17 @@ async def measure_ttft(
     try:
         for n, conversation_id in enumerate(conversations):
             marker = f"bench-tapp-{n:03d}"  # through the app; "tdir" when direct
-            page = Page(conversation_id)
+            page = sender = Page(conversation_id)
             await page.open(browser)
+            if servers.send_url != servers.page_url:  # sent from a page on A, watched on B
+                sender = Page(conversation_id)
+                await sender.open(browser, servers.send_url)
             await asyncio.sleep(0.05)  # let the sync settle: nothing else in flight
             sent_at = time.monotonic()
-            await send_message(browser, servers, page, f"{marker} [sim:length=8] [sim:delay=0]")
+            await sender.send(f"{marker} [sim:length=8] [sim:delay=0]")
             answered_at = time.monotonic()
             await page.wait_until(lambda p=page: p.finals >= 1, timeout=30)
-            await page.close()
+            await asyncio.gather(*{page.close(), sender.close()})
             (via_app,) = await fetch_records(servers.simulator_url, marker)
 
             # Same body, byte for byte, with a marker of its own (same length).
