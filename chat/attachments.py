@@ -67,7 +67,10 @@ buffer to drain, so a full download of a 2 GB original does not sit in the serve
 Housekeeping
 ------------
 `discard_stale_uploads(older_than)` removes unfinished or failed uploads never sent with a message.
-An upload whose process died while it was processing stays "processing" until then.
+Processing holds a lease: the thread doing it renews `processing_at` every
+PLAYGROUND_CHECKPOINT_SECONDS. An upload whose process died while processing it (its lease older
+than PLAYGROUND_LEASE_SECONDS) is taken over by whichever process is next asked for its status,
+and processed again from its original, which every process can read in the shared data dir.
 """
 
 from __future__ import annotations
@@ -318,6 +321,7 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
         attachment = Attachment.objects.filter(key=key, owner=request.user).first()
         if attachment is None:
             return _not_found()
+        take_over_if_abandoned(attachment)
         return JsonResponse(status_json(attachment))
     if request.method == "DELETE":
         return _delete(request, key)
@@ -397,7 +401,7 @@ def _receive_chunk(request: HttpRequest, key: str) -> JsonResponse:
     # Only the request that still sees `received == offset` moves it on.
     moved = Attachment.objects.filter(
         pk=attachment.pk, received=offset, status=Attachment.Status.UPLOADING
-    ).update(received=new_received, status=status, progress=0)
+    ).update(received=new_received, status=status, progress=0, processing_at=timezone.now())
     if not moved:
         attachment.refresh_from_db(fields=["received", "status"])
         return _error("Another request moved this upload on.", 409, **_state(attachment))
@@ -472,13 +476,55 @@ def wait_for_processing(timeout: float | None = None) -> bool:
 
 
 def _run_processing(pk: int) -> None:
+    done = threading.Event()
+    lease = threading.Thread(target=_keep_lease, args=(pk, done), name=f"attachment-{pk}-lease")
+    lease.daemon = True
+    lease.start()
     try:
         close_old_connections()
         process(pk)
     finally:
+        done.set()
+        lease.join()
         connections.close_all()
         with _workers_lock:
             _workers.discard(threading.current_thread())
+
+
+def _keep_lease(pk: int, done: threading.Event) -> None:
+    """Say this process is still processing `pk`, until it is done."""
+    try:
+        while not done.wait(settings.PLAYGROUND_CHECKPOINT_SECONDS):
+            try:
+                Attachment.objects.filter(pk=pk, status=Attachment.Status.PROCESSING).update(
+                    processing_at=timezone.now()
+                )
+            except Exception:  # a missed renewal is retried; the lease allows several
+                logger.warning("Could not renew the lease of attachment %s", pk, exc_info=True)
+    finally:
+        connections.close_all()
+
+
+def take_over_if_abandoned(attachment: Attachment) -> bool:
+    """Process an upload again here if the process that was processing it has died (its lease
+    ran out). Only one process wins the take-over. `attachment` is updated in place."""
+    if attachment.status != Attachment.Status.PROCESSING:
+        return False
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.PLAYGROUND_LEASE_SECONDS)
+    if attachment.processing_at is not None and attachment.processing_at >= cutoff:
+        return False
+    taken = Attachment.objects.filter(
+        pk=attachment.pk,
+        status=Attachment.Status.PROCESSING,
+        processing_at=attachment.processing_at,
+    ).update(processing_at=now, progress=0)
+    if not taken:
+        return False
+    logger.warning("Processing attachment %s again: its process stopped", attachment.pk)
+    attachment.processing_at, attachment.progress = now, 0
+    start_processing(attachment.pk)
+    return True
 
 
 def _progress_reporter(pk: int) -> Callable[[float], None]:
@@ -514,6 +560,7 @@ def process(pk: int) -> None:
         return
     folder = upload_dir(attachment)
     workdir = folder / WORK_DIR
+    shutil.rmtree(workdir, ignore_errors=True)  # what an earlier, interrupted run left
     try:
         prepared = media.prepare(
             folder / ORIGINAL_NAME,

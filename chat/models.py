@@ -212,6 +212,8 @@ class Attachment(models.Model):
     # Random, unguessable: names the upload in URLs and the folder its files live in.
     key = models.CharField(max_length=32, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADING)
+    # While "processing": when the process doing it last said it is alive (see attachments.py).
+    processing_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, blank=True)
     original_name = models.CharField(max_length=255, blank=True)

@@ -277,6 +277,54 @@ def test_processing_runs_in_the_background_and_reports_progress(as_alice, tmp_pa
     assert wait_done(as_alice, url)["status"] == "ready"
 
 
+def test_processing_renews_its_lease_while_it_runs(as_alice, tmp_path, monkeypatch, settings):
+    from chat import media
+
+    settings.PLAYGROUND_CHECKPOINT_SECONDS = 0.1
+    real_prepare = media.prepare
+    gate = threading.Event()
+    monkeypatch.setattr(
+        media, "prepare", lambda *a, **k: gate.wait(WAIT_SECONDS) and real_prepare(*a, **k)
+    )
+    data = make_png(tmp_path / "photo.png").read_bytes()
+    started = begin(as_alice, "photo.png", len(data))
+    send_all(as_alice, started["upload_url"], data)
+    first = Attachment.objects.get(key=started["key"]).processing_at
+    deadline = time.monotonic() + WAIT_SECONDS
+    while Attachment.objects.get(key=started["key"]).processing_at == first:
+        assert time.monotonic() < deadline, "the lease was not renewed"
+        time.sleep(0.05)
+    gate.set()
+    assert wait_done(as_alice, started["upload_url"])["status"] == "ready"
+
+
+def test_an_upload_whose_process_died_while_processing_is_processed_again_by_another(
+    as_alice, tmp_path, monkeypatch, settings, media_root
+):
+    started_here = []
+    monkeypatch.setattr(attachments, "start_processing", started_here.append)
+    data = make_png(tmp_path / "photo.png").read_bytes()
+    started = begin(as_alice, "photo.png", len(data))
+    url = started["upload_url"]
+    assert send_all(as_alice, url, data)["status"] == "processing"
+    # The process that took the last chunk dies before finishing: its lease is still fresh,
+    # so nobody else steps in yet.
+    assert len(started_here) == 1
+    work = folder_of(media_root, started["key"]) / attachments.WORK_DIR
+    work.mkdir()
+    (work / "half-written.tmp").write_bytes(b"left by the dead process")
+    assert as_alice.get(url).json()["status"] == "processing"
+    assert len(started_here) == 1
+
+    monkeypatch.undo()  # this process processes for real
+    stale = timezone.now() - timedelta(seconds=settings.PLAYGROUND_LEASE_SECONDS + 1)
+    Attachment.objects.filter(key=started["key"]).update(processing_at=stale)
+    status = wait_done(as_alice, url)
+    assert status["status"] == "ready"
+    assert (status["kind"], status["width"], status["height"]) == ("image", 64, 48)
+    assert not (work / "half-written.tmp").exists()
+
+
 def test_another_persons_upload_is_not_found_on_every_endpoint(client, alice, bob, media_root):
     client.force_login(alice)
     url = begin(client, "photo.png", 3 * CHUNK)["upload_url"]
