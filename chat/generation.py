@@ -41,6 +41,16 @@ log = logging.getLogger(__name__)
 # body carrying large media).
 SEND_FIRST_SECONDS = 0.02
 
+# What a reply cut short by its server stopping says, whoever settles it (the job itself on
+# shutdown, another process's sweeper, start-up).
+INTERRUPTED_ERROR = {
+    "kind": "interrupted",
+    "status": None,
+    "message": "The server stopped while this reply was streaming.",
+    "hint": "The text received so far is kept. Retry to generate the reply again.",
+    "retry_after": None,
+}
+
 # Jobs running in this process, kept referenced so the event loop does not drop them.
 _tasks: dict[int, asyncio.Task] = {}
 
@@ -85,6 +95,17 @@ async def start(message: Message, payload: dict[str, Any], announce: Coroutine) 
 
 def running_ids() -> list[int]:
     return list(_tasks)
+
+
+async def interrupt_running(timeout: float = 5) -> None:
+    """End this process's replies now, each saved as `interrupted` with its text so far and
+    announced to its pages: the server is stopping (see playground/asgi.py). Without this they
+    would wait a lease for another process's sweeper, or for the next start-up."""
+    tasks = list(_tasks.values())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
 
 
 async def request_stop(message_id: int) -> None:
@@ -172,6 +193,7 @@ class Job:
             if not self.stopped:
                 # The process is going away: keep what arrived, and say so.
                 status = Message.Status.INTERRUPTED
+                error = INTERRUPTED_ERROR
                 stream.cancel()
             else:
                 status = Message.Status.STOPPED
@@ -469,13 +491,7 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
         message.status = Message.Status.INTERRUPTED
         message.html = render_markdown(message.content) if message.content else ""
         message.finished_at = timezone.now()
-        message.error = {
-            "kind": "interrupted",
-            "status": None,
-            "message": "The server stopped while this reply was streaming.",
-            "hint": "The text received so far is kept. Retry to generate the reply again.",
-            "retry_after": None,
-        }
+        message.error = INTERRUPTED_ERROR
         # Only if nothing changed since it was read: a job that checkpointed or finished in
         # the meantime is alive, and keeps its row.
         changed = stale.filter(pk=message.pk, checkpoint_at=message.checkpoint_at).update(

@@ -5,7 +5,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
 django_asgi_app = get_asgi_application()
 
+import asyncio  # noqa: E402
 import gc  # noqa: E402
+import sys  # noqa: E402
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -23,6 +25,18 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Under daphne (Twisted's reactor), replies streaming when the server is asked to stop (SIGTERM,
+# SIGINT) are settled before it goes: `interrupted`, with their text, and the pages told.
+if "twisted.internet.reactor" in sys.modules:
+    from twisted.internet import defer, reactor
+
+    from chat.generation import interrupt_running
+
+    def _settle_replies() -> defer.Deferred:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(interrupt_running()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", _settle_replies)
 
 # What start-up loaded lives as long as the process: keep it out of the collector's full scans,
 # which otherwise pause every stream at once.

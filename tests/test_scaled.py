@@ -348,6 +348,31 @@ async def test_a_process_killed_mid_stream_leaves_an_interrupted_reply_the_other
     assert content.count(" ") < 550
 
 
+async def test_a_process_stopped_mid_stream_settles_its_reply_before_it_goes(cluster):
+    """SIGTERM (a deploy, `docker stop`): the reply ends `interrupted` at once, with its text,
+    and the page on the other process sees it, without waiting a lease for a sweeper."""
+    leaving, b, conversation = cluster.start("leaving"), cluster.b, cluster.conversations[6]
+    async with asyncio.timeout(60), Browser.logged_in(leaving) as alice:
+        async with alice.page(b, conversation) as page:
+            await alice.send(leaving, conversation, "Cut short [sim:delay=0.05] [sim:length=600]")
+            reply = cluster.last_reply(conversation)
+            await page.receive_until(lambda p: len(p.text.get(reply, "")) > 30, timeout=20)
+            leaving.process.terminate()
+            asked_at = time.monotonic()
+            status = await page.receive_until_final(reply, timeout=LEASE_SECONDS * 4)
+            settled_after = time.monotonic() - asked_at
+            assert leaving.process.wait(timeout=10) == 0
+
+    assert status == "interrupted"
+    # A sweeper could not have done it yet: the last checkpoint is not a lease old.
+    assert settled_after < LEASE_SECONDS - CHECKPOINT_SECONDS
+    status, content = cluster.message(reply)
+    assert status == "interrupted"
+    assert content and page.text[reply].startswith(content)  # the text that streamed, kept
+    [(error,)] = cluster.query("SELECT error FROM chat_message WHERE id = %s", reply)
+    assert "stopped while this reply was streaming" in json.dumps(error)
+
+
 def _noise_png(width: int = 80, height: int = 60) -> bytes:
     from PIL import Image
 
