@@ -73,6 +73,13 @@ class Page:
                 self.apply(await self.ws.receive_from(timeout=timeout))
         return self.final[message_id]
 
+    async def send_message(self, **message) -> dict:
+        """Send a message over this page's socket, as the composer does: the page's answer."""
+        answered = len(self.answers)
+        await self.ws.send_json_to({"action": "send", **message})
+        await self.receive_until(lambda p: len(p.answers) > answered)
+        return self.answers[answered]
+
     async def receive_until(self, predicate, timeout: float = 20) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self):
@@ -692,9 +699,8 @@ async def test_a_message_sent_over_the_socket_is_saved_and_streams_to_every_page
     sender = await open_page(client, conversation.pk)
     watcher = await open_page(client, conversation.pk)
 
-    await sender.ws.send_json_to({"action": "send", "text": "Over the socket [sim:delay=0.01]"})
-    await sender.receive_until(lambda p: p.answers)
-    assert sender.answers == [{"type": "sent"}]
+    answer = await sender.send_message(text="Over the socket [sim:delay=0.01]")
+    assert answer == {"type": "sent"}
     person, reply = [m async for m in conversation.messages.order_by("pk")]
     assert (person.role, person.content) == ("user", "Over the socket [sim:delay=0.01]")
     for page in (sender, watcher):
@@ -724,18 +730,14 @@ async def test_a_message_refused_over_the_socket_saves_nothing_and_says_why(
     sender = await open_page(client, conversation.pk)
     watcher = await open_page(client, conversation.pk)
 
-    await sender.ws.send_json_to({"action": "send", **message})
-    await sender.receive_until(lambda p: p.answers)
-    (answer,) = sender.answers
+    answer = await sender.send_message(**message)
     assert answer["type"] == "refused"
     assert 'data-testid="error"' in answer["html"] and reason in html.unescape(answer["html"])
     assert not await conversation.messages.aexists()
     assert await watcher.ws.receive_nothing(timeout=0.2)
 
     # The socket goes on serving the page.
-    await sender.ws.send_json_to({"action": "send", "text": "Now properly [sim:delay=0]"})
-    await sender.receive_until(lambda p: len(p.answers) == 2)
-    assert sender.answers[1] == {"type": "sent"}
+    assert await sender.send_message(text="Now properly [sim:delay=0]") == {"type": "sent"}
     reply = await conversation.messages.filter(role="assistant").aget()
     assert await watcher.receive_until_final(reply.pk) == "complete"
     for page in (sender, watcher):
@@ -750,9 +752,8 @@ async def test_an_upload_of_someone_else_cannot_be_sent_over_the_socket(
     conversation = await new_conversation(alice)
     page = await open_page(client, conversation.pk)
 
-    await page.ws.send_json_to({"action": "send", "text": "Mine?", "attachments": [theirs.key]})
-    await page.receive_until(lambda p: p.answers)
-    assert page.answers[0]["type"] == "refused"
+    answer = await page.send_message(text="Mine?", attachments=[theirs.key])
+    assert answer["type"] == "refused"
     await theirs.arefresh_from_db()
     assert theirs.message_id is None and not await conversation.messages.aexists()
     await page.ws.disconnect()
@@ -766,9 +767,7 @@ async def test_a_message_sent_to_a_conversation_deleted_meanwhile_is_refused(
     page = await open_page(client, conversation.pk)
     await Conversation.objects.filter(pk=conversation.pk).adelete()
 
-    await page.ws.send_json_to({"action": "send", "text": "Anyone there?"})
-    await page.receive_until(lambda p: p.answers)
-    assert page.answers[0]["type"] == "refused"
-    assert "no longer exists" in page.answers[0]["html"]
+    answer = await page.send_message(text="Anyone there?")
+    assert answer["type"] == "refused" and "no longer exists" in answer["html"]
     assert not await Message.objects.aexists()
     await page.ws.disconnect()
