@@ -145,6 +145,7 @@ class Job:
         self.announce = announce
         self.sent = asyncio.Event()  # the request has gone upstream
         self.told = asyncio.Event()  # the pages have heard of the message
+        self.telling: asyncio.Task | None = None  # tell_pages, held: the loop keeps tasks weakly
         self.conversation_id = conversation_id
         self.payload = payload
         self.group = conversation_group(conversation_id)
@@ -179,7 +180,7 @@ class Job:
         # The request goes out first; the pages hear of the message, and the job subscribes
         # for Stop, while it is on its way.
         stream = asyncio.create_task(self.consume())
-        self.telling = asyncio.create_task(self.tell_pages())  # held: the loop keeps tasks weakly
+        self.telling = asyncio.create_task(self.tell_pages())
         heartbeat = asyncio.create_task(self.heartbeat())
         channel, control = None, None
         error: dict | None = None
