@@ -505,26 +505,25 @@ def _keep_lease(pk: int, done: threading.Event) -> None:
         connections.close_all()
 
 
-def take_over_if_abandoned(attachment: Attachment) -> bool:
+def take_over_if_abandoned(attachment: Attachment) -> None:
     """Process an upload again here if the process that was processing it has died (its lease
     ran out). Only one process wins the take-over. `attachment` is updated in place."""
     if attachment.status != Attachment.Status.PROCESSING:
-        return False
+        return
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.PLAYGROUND_LEASE_SECONDS)
     if attachment.processing_at is not None and attachment.processing_at >= cutoff:
-        return False
+        return
     taken = Attachment.objects.filter(
         pk=attachment.pk,
         status=Attachment.Status.PROCESSING,
         processing_at=attachment.processing_at,
     ).update(processing_at=now, progress=0)
     if not taken:
-        return False
+        return
     logger.warning("Processing attachment %s again: its process stopped", attachment.pk)
     attachment.processing_at, attachment.progress = now, 0
     start_processing(attachment.pk)
-    return True
 
 
 def _progress_reporter(pk: int) -> Callable[[float], None]:

@@ -236,8 +236,7 @@ class Job:
         a row whose checkpoint goes stale is taken for a dead process's (see sweep)."""
         while True:
             await asyncio.sleep(settings.PLAYGROUND_CHECKPOINT_SECONDS)
-            if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
-                self.checkpoint()
+            self.checkpoint()
 
     async def listen(self, channel: str, stream: asyncio.Task) -> None:
         while True:
@@ -288,8 +287,7 @@ class Job:
                 self.usage = event.usage
             if event.cost is not None:
                 self.cost = event.cost
-            if time.monotonic() - self.last_checkpoint >= settings.PLAYGROUND_CHECKPOINT_SECONDS:
-                self.checkpoint()
+            self.checkpoint()
 
     # Frames: the first at once, then at most one per PLAYGROUND_FRAME_INTERVAL
 
@@ -337,8 +335,11 @@ class Job:
     # Saving
 
     def checkpoint(self) -> None:
-        """Save the text so far, in the background: the stream never waits for the database
-        (a write can queue behind others for a while, SQLite's especially). One at a time."""
+        """Save the text so far if a checkpoint is due, in the background: the stream never
+        waits for the database (a write can queue behind others for a while, SQLite's
+        especially). One at a time."""
+        if time.monotonic() - self.last_checkpoint < settings.PLAYGROUND_CHECKPOINT_SECONDS:
+            return
         if self.saving is not None and not self.saving.done():
             return
         self.last_checkpoint = time.monotonic()

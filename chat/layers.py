@@ -1,8 +1,6 @@
 """The in-memory channel layer used when there is no Redis (one process)."""
 
-import asyncio
 import time
-from copy import deepcopy
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
@@ -16,8 +14,7 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
       send and receive: here it runs at most once a second (expiry is tens of seconds, so no
       page can tell);
     - a group send starts a task per member and waits for them all, though a send to memory
-      never waits: here the members are sent to one after another, in the same order;
-    - a send builds a new queue each time, used only if the channel has none.
+      never waits: here the members are sent to one after another, in the same order.
     """
 
     sweep_interval = 1.0
@@ -29,18 +26,6 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
             return
         self._last_sweep = now
         super()._clean_expired()
-
-    async def send(self, channel: str, message: dict) -> None:
-        assert isinstance(message, dict), "message is not a dict"
-        self.require_valid_channel_name(channel)
-        assert "__asgi_channel__" not in message
-        queue = self.channels.get(channel)
-        if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
-        try:
-            queue.put_nowait((time.time() + self.expiry, deepcopy(message)))
-        except asyncio.QueueFull:
-            raise ChannelFull(channel) from None
 
     async def group_send(self, group: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"

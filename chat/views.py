@@ -513,6 +513,7 @@ def view_code(request: HtmxHttpRequest, conversation_id: int, message_id: int) -
 
 
 def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, str]):
+    """(the reason to refuse, or "") and, if taken, the turn as `turns.take_turn` gives it."""
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
     call_message = get_object_or_404(
         Message, pk=message_id, conversation=conversation, role=Message.Role.ASSISTANT
@@ -520,7 +521,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
     calls = call_message.tool_calls or []
     missing = [c["function"]["name"] for c in calls if not results.get(c["id"], "").strip()]
     if not calls or missing:
-        return conversation, None, None, f"Give a result for {', '.join(missing)}."
+        return f"Give a result for {', '.join(missing)}.", None
     with transaction.atomic():
         parent = call_message
         created = []
@@ -534,7 +535,8 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
             )
             created.append(parent)
         assistant, payload = turns.begin_reply(conversation, parent)
-    return conversation, [*created, assistant], payload, ""
+    messages = [*created, assistant]
+    return "", (conversation, messages, payload, turns.insert_frames(messages))
 
 
 @require_POST
@@ -549,15 +551,13 @@ async def tool_results(
         for key, value in request.POST.items()
         if key.startswith("result_")
     }
-    conversation, messages, payload, problem = await sync_to_async(_tool_turn)(
-        user, conversation_id, message_id, results
-    )
+    problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
     if problem:
         return HttpResponse(
             f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>',
             status=422,
         )
-    frames = await sync_to_async(turns.insert_frames)(messages)
+    conversation, messages, payload, frames = turn
     await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if request.htmx:
         return HttpResponse('<p class="muted small">Results sent.</p>')
