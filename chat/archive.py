@@ -97,11 +97,13 @@ Both limits are settings (environment variables of the same name) and default as
 settings.py does not define them.
 Member names are only ever looked up, never used as paths on disk: files are unpacked into new
 attachment folders under generated names (new keys), and the rows are written in one
-transaction at the end; on any refusal or error the folders are removed and no row remains.
+transaction at the end; on any refusal or error the folders (and what the storage got of
+them, see chat.files) are removed and no row remains.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import io
@@ -132,7 +134,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import branches, media
+from . import branches, files, media
 from .attachments import (
     ORIGINAL_NAME,
     POSTER_TYPES,
@@ -141,8 +143,6 @@ from .attachments import (
     content_disposition,
     has_room_for,
     human_bytes,
-    stored_path,
-    upload_dir,
 )
 from .models import Attachment, Conversation, Message, attachment_path
 from .rendering import render_markdown
@@ -252,12 +252,12 @@ def snapshot(conversation: Conversation) -> Snapshot:
     ).order_by("created_at", "id")
     kept = []
     for attachment in found:
-        if stored_path(attachment.file) is None:
-            logger.warning("Attachment %s has no original on disk; left out", attachment.key)
+        if not files.exists(attachment.file.name):
+            logger.warning("Attachment %s has no stored original; left out", attachment.key)
             continue
         # The record must list only what the zip holds (this copy is never saved).
         for variant in ("derived", "poster"):
-            if stored_path(getattr(attachment, variant)) is None:
+            if not files.exists(getattr(attachment, variant).name):
                 setattr(attachment, variant, "")
         if not attachment.derived:
             attachment.derived_content_type = ""
@@ -491,10 +491,21 @@ def write_zip(snap: Snapshot, target: IO[bytes]) -> None:
                 ("derived", attachment.derived),
                 ("poster", attachment.poster),
             ):
-                path = stored_path(file_field)
-                if path is not None and names[variant]:
-                    # Media are compressed already: deflating them again only costs time.
-                    archive.write(path, names[variant], compress_type=zipfile.ZIP_STORED)
+                if file_field and names[variant]:
+                    _write_member(archive, names[variant], file_field.name)
+
+
+def _write_member(archive: zipfile.ZipFile, member: str, name: str) -> None:
+    """Copy a stored file into the archive as `member`, a block at a time. Media are compressed
+    already: deflating them again only costs time."""
+    path = files.local_path(name)
+    if path is not None:
+        archive.write(path, member, compress_type=zipfile.ZIP_STORED)
+        return
+    info = zipfile.ZipInfo(member, date_time=timezone.localtime().timetuple()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    with files.open_stored(name) as source, archive.open(info, "w", force_zip64=True) as out:
+        shutil.copyfileobj(source, out, BLOCK_BYTES)
 
 
 def _download_name(conversation: Conversation, extension: str) -> str:
@@ -507,7 +518,7 @@ class TemporaryFileResponse(FileRangeResponse):
 
     def __init__(self, path: Path, **kwargs) -> None:
         self._temporary = path
-        super().__init__(path, 0, path.stat().st_size, **kwargs)
+        super().__init__(functools.partial(open, path, "rb"), 0, path.stat().st_size, **kwargs)
 
     def close(self) -> None:
         try:
@@ -1127,10 +1138,10 @@ def _store_files(
     owner,
     item: AttachmentPlan,
     budget: Budget,
-    folders: list[Path],
+    made: list[Attachment],
 ) -> Attachment:
-    """Unpack one attachment's files into a new upload folder and check them; the row is not
-    saved yet."""
+    """Unpack one attachment's files into a new upload folder, check them and hand them to the
+    storage; the row is not saved yet."""
     attachment = Attachment(
         owner=owner,
         key=secrets.token_urlsafe(16),
@@ -1140,10 +1151,10 @@ def _store_files(
         received=item.fields["size"],
         **item.fields,
     )
-    folder = upload_dir(attachment)
+    folder = files.working_dir(attachment)
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir()
-    folders.append(folder)
+    made.append(attachment)
 
     def unpack(variant: str, filename: str) -> tuple[Path, int, str]:
         member = members[item.files[variant]]
@@ -1200,11 +1211,12 @@ def _store_files(
             {"kind": "image", "content type": POSTER_TYPES[suffix]},
         )
         attachment.poster.name = attachment_path(attachment, path.name)
+    files.publish(attachment)
     return attachment
 
 
 @transaction.atomic
-def _create_rows(owner, checked: Plan, files: list[Attachment]) -> Conversation:
+def _create_rows(owner, checked: Plan, stored: list[Attachment]) -> Conversation:
     conversation = Conversation.objects.create(
         owner=owner, updated_at=timezone.now(), **checked.conversation
     )
@@ -1220,7 +1232,7 @@ def _create_rows(owner, checked: Plan, files: list[Attachment]) -> Conversation:
     if checked.current is not None:
         conversation.current = made[checked.current]
         conversation.save(update_fields=["current"])
-    for attachment, item in zip(files, checked.attachments, strict=True):
+    for attachment, item in zip(stored, checked.attachments, strict=True):
         attachment.conversation = conversation
         attachment.message = made[item.message]
         attachment.save()
@@ -1238,22 +1250,25 @@ def import_archive(owner, source: IO[bytes]) -> Conversation:
         raise ArchiveRefused(
             "This file is not a zip archive. Import a .zip exported from Omni Playground."
         ) from None
-    folders: list[Path] = []
+    made: list[Attachment] = []
     try:
         with archive:
             members = read_directory(archive)
             budget = Budget(max_unpacked_bytes())
             checked = plan(read_document(archive, members, budget), members)
             _check_disk_space(checked, members)
-            files = [
-                _store_files(archive, members, owner, item, budget, folders)
+            stored = [
+                _store_files(archive, members, owner, item, budget, made)
                 for item in checked.attachments
             ]
-            return _create_rows(owner, checked, files)
+            conversation = _create_rows(owner, checked, stored)
     except BaseException:
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
+        for attachment in made:
+            files.remove(attachment)
         raise
+    for attachment in made:
+        files.drop_working_copy(attachment)
+    return conversation
 
 
 def _check_disk_space(checked: Plan, members: dict[str, zipfile.ZipInfo]) -> None:

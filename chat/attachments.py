@@ -80,7 +80,6 @@ import contextlib
 import functools
 import logging
 import mimetypes
-import os
 import re
 import secrets
 import shutil
@@ -91,6 +90,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 from django.conf import settings
@@ -101,6 +101,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotModified,
+    HttpResponseRedirect,
     JsonResponse,
     StreamingHttpResponse,
 )
@@ -109,6 +110,7 @@ from django.utils import timezone
 from django.utils.http import http_date
 from django.views.decorators.http import require_POST, require_safe
 
+from . import files
 from .models import Attachment, attachment_path
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 # How much of a request body or a file is read at once.
 BLOCK_BYTES = 1 * MB
+# How long a store's own link to a file (see files.direct_url) is valid.
+DIRECT_URL_SECONDS = 3600
 # Blocks of a served file (each one read in a worker thread when served over ASGI).
 SERVE_BLOCK_BYTES = 256 * 1024
 # The most one 206 answer carries (see the module docstring).
@@ -200,58 +204,35 @@ def _json_login_required(view: Callable) -> Callable:
 # Files ----------------------------------------------------------------------------------------
 
 
-def upload_dir(attachment: Attachment) -> Path:
-    """The folder that holds every file of one upload: MEDIA_ROOT/attachments/<owner>/<key>/."""
-    return Path(settings.MEDIA_ROOT) / Path(attachment_path(attachment, ORIGINAL_NAME)).parent
-
-
-def remove_files(attachment: Attachment) -> None:
-    """Delete the upload's folder and everything in it (nothing else: the path is generated)."""
-    folder = upload_dir(attachment)
-    if folder.name == attachment.key and attachment.key:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-FILE_FIELDS = ("file", "derived", "poster")
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Attachment files never change once ready, so a hard link is a copy that costs no disk
-    and no time (a 1 GB video); across file systems, or where links are refused, the bytes are
-    copied. Either way each attachment has its own name for the file: deleting one leaves the
-    other whole."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def copy_attachment(original: Attachment, owner, message) -> Attachment:
     """A copy of a ready attachment for `message`, owned by `owner`, under a new key, files
-    included (same layout inside its folder: `original`, `work/...`)."""
-    copy = Attachment(**{f.attname: getattr(original, f.attname) for f in Attachment._meta.fields})
+    included (same names inside its folder: `original`, `work/...`)."""
+    values = {f.attname: getattr(original, f.attname) for f in Attachment._meta.fields}
+    # Names, not the original's FieldFile objects, which the copy would share (and rename).
+    values.update({name: getattr(original, name).name for name in files.FILE_FIELDS})
+    copy = Attachment(**values)
     copy.pk = None
     copy.key = secrets.token_urlsafe(16)
     copy.owner = owner
     copy.message = message
     copy.conversation_id = message.conversation_id
     copy.created_at = timezone.now()
-    root = Path(settings.MEDIA_ROOT)
-    source_folder, target_folder = upload_dir(original), upload_dir(copy)
-    for name in FILE_FIELDS:
-        field = getattr(original, name)
-        if not field:
-            continue
-        source = root / field.name
-        try:
-            relative = source.relative_to(source_folder).as_posix()
-        except ValueError:  # not in its usual folder: keep the file's own name
-            relative = source.name
-        target = target_folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(source, target)
-        getattr(copy, name).name = attachment_path(copy, relative)
-    copy.save()
+    prefix = attachment_path(original, "")
+    try:
+        for name in files.FILE_FIELDS:
+            field = getattr(original, name)
+            if not field:
+                continue
+            # Out of its usual folder, a file keeps its own name.
+            inside = field.name.startswith(prefix)
+            relative = field.name.removeprefix(prefix) if inside else Path(field.name).name
+            target = attachment_path(copy, relative)
+            getattr(copy, name).name = target
+            files.copy(field.name, target)
+        copy.save()
+    except BaseException:
+        files.remove(copy)
+        raise
     return copy
 
 
@@ -293,7 +274,7 @@ def start(request: HttpRequest) -> JsonResponse:
     attachment = Attachment(owner=request.user, key=secrets.token_urlsafe(16), original_name=name)
     attachment.declared_size = size
     attachment.file.name = attachment_path(attachment, ORIGINAL_NAME)
-    folder = upload_dir(attachment)
+    folder = files.working_dir(attachment)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not has_room_for(folder.parent, size):
         return _error("The server does not have enough free disk space for this file.", 507)
@@ -347,7 +328,7 @@ def _delete(request: HttpRequest, key: str) -> HttpResponse:
     deleted, _ = unsent.delete()
     if not deleted:
         return _error("This file was sent with a message; it stays with the conversation.", 409)
-    remove_files(attachment)
+    files.remove(attachment)
     return HttpResponse(status=204)
 
 
@@ -390,7 +371,7 @@ def _receive_chunk(request: HttpRequest, key: str) -> JsonResponse:
             **_state(attachment),
         )
     try:
-        written = _write_at(upload_dir(attachment) / ORIGINAL_NAME, offset, request, length)
+        written = _write_at(files.working_dir(attachment) / ORIGINAL_NAME, offset, request, length)
     except FileNotFoundError:
         return _not_found()  # deleted meanwhile
     if written != length:
@@ -557,7 +538,7 @@ def process(pk: int) -> None:
         logger.exception("No media module: attachment %s cannot be processed", pk)
         _fail(attachment, GENERIC_FAILURE)
         return
-    folder = upload_dir(attachment)
+    folder = files.working_dir(attachment)
     workdir = folder / WORK_DIR
     shutil.rmtree(workdir, ignore_errors=True)  # what an earlier, interrupted run left
     try:
@@ -568,6 +549,8 @@ def process(pk: int) -> None:
             progress=_progress_reporter(pk),
         )
         fields = _prepared_fields(prepared, folder)
+        attachment.derived.name, attachment.poster.name = fields["derived"], fields["poster"]
+        files.publish(attachment)
     except media.MediaRefused as refused:
         _fail(attachment, str(getattr(refused, "message", "") or refused) or GENERIC_FAILURE)
         return
@@ -579,7 +562,9 @@ def process(pk: int) -> None:
         status=Attachment.Status.READY, progress=1.0, error="", **fields
     )
     if not saved:  # deleted while it was being processed
-        remove_files(attachment)
+        files.remove(attachment)
+        return
+    files.drop_working_copy(attachment)
 
 
 def _prepared_fields(prepared, folder: Path) -> dict:
@@ -619,7 +604,7 @@ def _keep_inside(path: Path, folder: Path, stem: str) -> Path:
 
 def _fail(attachment: Attachment, message: str) -> None:
     """Record why, and leave nothing of the upload on disk."""
-    remove_files(attachment)
+    files.remove(attachment)
     Attachment.objects.filter(pk=attachment.pk).update(
         status=Attachment.Status.FAILED,
         error=message,
@@ -648,7 +633,7 @@ def discard_stale_uploads(older_than: timedelta) -> int:
     for attachment in stale.iterator():
         deleted, _ = Attachment.objects.filter(pk=attachment.pk, message__isnull=True).delete()
         if deleted:
-            remove_files(attachment)
+            files.remove(attachment)
             count += 1
     return count
 
@@ -663,7 +648,7 @@ def can_view(user, attachment: Attachment) -> bool:
 
 @dataclass
 class _Variant:
-    path: Path
+    name: str  # the stored name
     content_type: str
     filename: str
 
@@ -688,19 +673,7 @@ def _variant(attachment: Attachment, variant: str) -> _Variant | None:
         filename = f"{stem}-poster{suffix}"
     else:
         return None
-    path = stored_path(field)
-    return None if path is None else _Variant(path, content_type, filename)
-
-
-def stored_path(file_field) -> Path | None:
-    """The file behind a FileField, if it is on disk inside MEDIA_ROOT."""
-    if not file_field:
-        return None
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / file_field.name).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+    return _Variant(field.name, content_type, filename) if field else None
 
 
 def has_room_for(folder: Path, size: int) -> bool:
@@ -754,19 +727,20 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
 
 
 class FileRangeResponse(StreamingHttpResponse):
-    """Streams bytes [start, start + length) of a file, a block at a time.
+    """Streams bytes [start, start + length) of a file, a block at a time; `source` opens it
+    (a binary file that can seek: on disk, or from the storage).
 
     Django's FileResponse would be read whole into memory under ASGI (its iterator is
     synchronous); this one reads each block in a worker thread there, and plainly under WSGI.
     """
 
-    def __init__(self, path: Path, start: int, length: int, **kwargs):
-        self._path, self._start, self._length = path, start, length
+    def __init__(self, source: Callable[[], IO[bytes]], start: int, length: int, **kwargs):
+        self._source, self._start, self._length = source, start, length
         super().__init__(self._blocks(), **kwargs)
         self["Content-Length"] = str(length)
 
     def _blocks(self) -> Iterator[bytes]:
-        with open(self._path, "rb") as source:
+        with self._source() as source:
             source.seek(self._start)
             left = self._length
             while left > 0:
@@ -777,7 +751,7 @@ class FileRangeResponse(StreamingHttpResponse):
                 yield block
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        source = await asyncio.to_thread(open, self._path, "rb")
+        source = await asyncio.to_thread(self._source)
         try:
             await asyncio.to_thread(source.seek, self._start)
             left = self._length
@@ -829,25 +803,44 @@ def _serve_file(request: HttpRequest, attachment: Attachment, variant: str) -> H
     found = _variant(attachment, variant)
     if found is None:
         raise Http404("No such file")
-    stat = found.path.stat()
-    size = stat.st_size
-    etag = f'"{attachment.key}-{variant}-{size:x}-{int(stat.st_mtime):x}"'
     inline = found.content_type in INLINE_TYPES and request.GET.get("download") != "1"
     content_type = found.content_type if found.content_type in INLINE_TYPES else None
+    content_type = content_type or "application/octet-stream"
+    disposition = content_disposition(inline, found.filename)
+
+    path = files.local_path(found.name)
+    if path is None:
+        # A store that serves files itself (S3's signed links) sends them: access is checked.
+        url = files.direct_url(found.name, content_type, disposition, DIRECT_URL_SECONDS)
+        if url is not None:
+            response = HttpResponseRedirect(url)
+            response["Cache-Control"] = "private, no-store"
+            return response
+    try:
+        if path is not None:
+            stat = path.stat()
+            size, modified = stat.st_size, stat.st_mtime
+        else:
+            size, modified = files.size(found.name), files.modified_at(found.name)
+    except FileNotFoundError:
+        raise Http404("No such file") from None
+    etag = f'"{attachment.key}-{variant}-{size:x}-{int(modified or 0):x}"'
 
     headers = {
-        "Content-Type": content_type or "application/octet-stream",
+        "Content-Type": content_type,
         "X-Content-Type-Options": "nosniff",
-        "Content-Disposition": content_disposition(inline, found.filename),
+        "Content-Disposition": disposition,
         "Cache-Control": "private, max-age=3600",
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Last-Modified": http_date(stat.st_mtime),
     }
+    if modified is not None:
+        headers["Last-Modified"] = http_date(modified)
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
         for name in ("ETag", "Cache-Control", "Last-Modified"):
-            response[name] = headers[name]
+            if name in headers:
+                response[name] = headers[name]
         return response
 
     first, length, status = 0, size, 200
@@ -869,7 +862,11 @@ def _serve_file(request: HttpRequest, attachment: Attachment, variant: str) -> H
         response = HttpResponse(status=status, headers=headers)
         response["Content-Length"] = str(length)
         return response
-    return FileRangeResponse(found.path, first, length, status=status, headers=headers)
+    if path is not None:
+        source = functools.partial(open, path, "rb")
+    else:
+        source = functools.partial(files.open_stored, found.name)
+    return FileRangeResponse(source, first, length, status=status, headers=headers)
 
 
 # Backpressure under daphne ---------------------------------------------------------------------

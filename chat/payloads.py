@@ -1,9 +1,9 @@
 """A conversation's messages and settings -> the request body the API expects.
 
 Media travel inline as base64 data URLs. Building the body never reads a file: each media value
-is an `InlineMedia` that `encode_body` streams from disk as base64 while the request is sent, so a
-1 GB video is never held in memory. `elided` gives the same body with the media summarised, for
-saving and showing.
+is an `InlineMedia` that `encode_body` streams from the storage (chat.files) as base64 while the
+request is sent, so a 1 GB video is never held in memory. `elided` gives the same body with the
+media summarised, for saving and showing.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import files
 from .models import Attachment, Message
 
 BASE64_CHUNK = 3 * 256 * 1024
@@ -22,9 +23,9 @@ MediaURL = Callable[[Attachment], str]  # a multiple of 3, so encoded pieces joi
 
 @dataclass(frozen=True)
 class InlineMedia:
-    """Stands in a request body for `prefix` + the base64 of the file at `path`."""
+    """Stands in a request body for `prefix` + the base64 of the stored file `name`."""
 
-    path: str
+    name: str
     prefix: str
     size: int
 
@@ -51,7 +52,7 @@ def media_part(attachment: Attachment, media_url: MediaURL | None = None) -> dic
     content_type = attachment.sent_content_type
 
     def data(prefix: str) -> InlineMedia | str:
-        return media_url(attachment) if media_url else InlineMedia(sent.path, prefix, sent.size)
+        return media_url(attachment) if media_url else InlineMedia(sent.name, prefix, sent.size)
 
     if attachment.kind == Attachment.Kind.IMAGE:
         url = data(f"data:{content_type};base64,")
@@ -191,7 +192,7 @@ async def encode_body(body: dict[str, Any]) -> AsyncIterator[bytes]:
     yield texts[0].encode()
     for item, text in zip(media, texts[1:], strict=True):
         yield b'"' + item.prefix.encode()
-        with open(item.path, "rb") as source:
+        with await asyncio.to_thread(files.open_stored, item.name) as source:
             while chunk := await asyncio.to_thread(source.read, BASE64_CHUNK):
                 yield base64.b64encode(chunk)
         yield b'"' + text.encode()

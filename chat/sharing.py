@@ -15,8 +15,6 @@ new key that the viewer owns.
 from __future__ import annotations
 
 import secrets
-import shutil
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -31,8 +29,8 @@ from django.utils.text import Truncator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from . import branches
-from .attachments import _serve_file, copy_attachment, upload_dir
+from . import branches, files
+from .attachments import _serve_file, copy_attachment
 from .models import Attachment, Conversation, Message, Share
 
 # 24 random bytes: 192 bits, 32 URL-safe characters.
@@ -264,7 +262,7 @@ def fork(share: Share, viewer) -> Conversation:
     """Copy the snapshot into a new conversation of the viewer's and return it."""
     original = share.conversation
     messages = snapshot_messages(share)
-    copied_folders: list[Path] = []
+    copies: list[Attachment] = []
     try:
         with transaction.atomic():
             conversation = Conversation.objects.create(
@@ -280,14 +278,13 @@ def fork(share: Share, viewer) -> Conversation:
                 for attachment in message.attachments.all():
                     if attachment.status != Attachment.Status.READY:
                         continue
-                    copy = copy_attachment(attachment, viewer, parent)
-                    copied_folders.append(upload_dir(copy))
+                    copies.append(copy_attachment(attachment, viewer, parent))
             now = timezone.now()
             Conversation.objects.filter(pk=conversation.pk).update(current=parent, updated_at=now)
             conversation.current, conversation.updated_at = parent, now
     except Exception:
-        for folder in copied_folders:
-            shutil.rmtree(folder, ignore_errors=True)
+        for copy in copies:
+            files.remove(copy)
         raise
     return conversation
 

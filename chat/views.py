@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import branches, code_samples, generation, turns
-from .attachments import copy_attachment, remove_files
+from . import branches, code_samples, files, generation, turns
+from .attachments import copy_attachment
 from .conversations import search as search_conversations
 from .conversations import sidebar
 from .forms import ComposerForm, ThrottledLoginForm
@@ -328,7 +328,7 @@ def _delete_message(user, conversation_id: int, message_id: int):
     doomed = branches.subtree(everything, target)
     doomed_ids = {m.pk for m in doomed}
     for attachment in Attachment.objects.filter(message__in=doomed_ids):
-        remove_files(attachment)
+        files.remove(attachment)
     with transaction.atomic():
         Message.objects.filter(pk__in=doomed_ids).delete()
         remaining = [m for m in everything if m.pk not in doomed_ids]
@@ -625,6 +625,6 @@ def _delete_conversation(user, conversation_id: int) -> list[int]:
         conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
     )
     for attachment in Attachment.objects.filter(conversation=conversation):
-        remove_files(attachment)
+        files.remove(attachment)
     conversation.delete()
     return streaming

@@ -20,7 +20,7 @@ from django.core.asgi import get_asgi_application
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.handlers.wsgi import WSGIRequest
 
-from chat import archive, attachments
+from chat import archive, attachments, files
 from chat.models import Attachment, Conversation, Message, attachment_path
 from tests.media_files import HTML_PAYLOAD, make_audio, make_image
 
@@ -71,7 +71,7 @@ def attach(message: Message, path: Path) -> Attachment:
         status=Attachment.Status.PROCESSING,
     )
     attachment.file.name = attachment_path(attachment, attachments.ORIGINAL_NAME)
-    folder = attachments.upload_dir(attachment)
+    folder = files.working_dir(attachment)
     folder.mkdir(parents=True)
     shutil.copyfile(path, folder / attachments.ORIGINAL_NAME)
     attachment.save()

@@ -138,9 +138,9 @@ async def test_deleting_a_message_removes_its_branch_and_files(upstream_is_simul
         status="ready",
         kind="image",
     )
-    from chat.attachments import upload_dir
+    from chat.files import working_dir
 
-    folder = upload_dir(attachment)
+    folder = working_dir(attachment)
     folder.mkdir(parents=True)
     (folder / "original").write_bytes(b"x")
 

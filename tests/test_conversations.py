@@ -85,14 +85,14 @@ def test_pinning_puts_a_conversation_first(client, alice):
 
 
 def test_deleting_a_conversation_takes_its_media_files_too(client, alice, settings):
-    from chat.attachments import upload_dir
+    from chat.files import working_dir
 
     conversation = Conversation.objects.create(owner=alice, title="Gone soon")
     message = Message.objects.create(conversation=conversation, role="user", content="x")
     attachment = Attachment.objects.create(
         owner=alice, conversation=conversation, message=message, key="d" * 22, status="ready"
     )
-    folder = upload_dir(attachment)
+    folder = working_dir(attachment)
     folder.mkdir(parents=True)
     (folder / "original").write_bytes(b"data")
     response = client.post(f"/c/{conversation.pk}/delete/")
