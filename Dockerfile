@@ -6,7 +6,7 @@ RUN python -m venv /venv
 COPY pyproject.toml README.md ./
 COPY playground playground
 COPY chat chat
-RUN /venv/bin/pip install ".[postgres]"
+RUN /venv/bin/pip install ".[postgres,s3]"
 COPY . .
 # Hashed, compressed static files, built once here.
 RUN DJANGO_SECRET_KEY=collectstatic-only PLAYGROUND_DATA_DIR=/tmp/build-data \

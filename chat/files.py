@@ -28,7 +28,7 @@ from typing import IO
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from .models import Attachment, attachment_path
 
@@ -52,13 +52,18 @@ def working_path(name: str) -> Path:
     return Path(settings.MEDIA_ROOT) / name
 
 
+def on_disk() -> bool:
+    """Whether the storage keeps files on this machine's disk. (Not "has a `path`": Django's
+    in-memory storage answers one too.)"""
+    return isinstance(storage(), FileSystemStorage)
+
+
 def kept_in_place() -> bool:
     """Whether the storage keeps files in the working folders themselves (FileSystemStorage
     over MEDIA_ROOT): then publishing and removing work on those folders alone."""
-    try:
-        kept = Path(storage().path("attachments"))
-    except NotImplementedError:
+    if not on_disk():
         return False
+    kept = Path(storage().path("attachments"))
     return kept.resolve() == working_path("attachments").resolve()
 
 
@@ -70,11 +75,11 @@ def names(attachment: Attachment) -> list[str]:
 def local_path(name: str) -> Path | None:
     """The file behind a stored name on this machine's disk, if the storage keeps files on
     disk and this one is there (and inside the storage's folder)."""
-    if not name:
+    if not name or not on_disk():
         return None
     try:
         path = Path(storage().path(name))
-    except (NotImplementedError, SuspiciousFileOperation):
+    except SuspiciousFileOperation:
         return None
     return path if path.is_file() else None
 

@@ -259,13 +259,14 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MANIFEST_STATIC = envbool("PLAYGROUND_MANIFEST_STATIC", "false" if DEBUG else "true")
 
 
-# Where FileFields store files: by default the file system under MEDIA_ROOT (the data dir's
-# media/). Another Django storage, e.g. django-storages' S3 for an S3-compatible store:
+# Where attachment files are kept (chat.files): by default the file system under MEDIA_ROOT
+# (the data dir's media/). Another Django storage, e.g. django-storages' S3 for an S3-compatible
+# store (`pip install -e ".[s3]"`):
 #   PLAYGROUND_STORAGE_BACKEND=storages.backends.s3.S3Storage
-#   PLAYGROUND_STORAGE_OPTIONS='{"bucket_name": "playground", "endpoint_url": "https://..."}'
-# Not enough yet: uploads, their processing, serving, export and sharing (chat.attachments,
-# chat.media, chat.payloads, chat.archive, chat.sharing) work on local files under MEDIA_ROOT;
-# see README, "Scaling out".
+#   PLAYGROUND_STORAGE_OPTIONS='{"bucket_name": "playground", "endpoint_url": "https://...",
+#                                "access_key": "...", "secret_key": "..."}'
+# Uploads are still made in MEDIA_ROOT (chunks, conversion), then handed to the storage; see
+# README, "Scaling out".
 def _storage_options() -> dict:
     value = envstr("PLAYGROUND_STORAGE_OPTIONS", "{}")
     try:
@@ -290,8 +291,13 @@ if not _storage_found:
         f"PLAYGROUND_STORAGE_BACKEND must name a storage class that is installed, "
         f"not {STORAGE_BACKEND!r}"
     )
+STORAGE_OPTIONS = _storage_options()
+if STORAGE_BACKEND == "storages.backends.s3.S3Storage":
+    # A file read from the store is spooled to disk past 8 MiB (the library keeps it all in
+    # memory by default: a video sent to the API would be).
+    STORAGE_OPTIONS.setdefault("max_memory_size", 8 * 1024 * 1024)
 STORAGES = {
-    "default": {"BACKEND": STORAGE_BACKEND, "OPTIONS": _storage_options()},
+    "default": {"BACKEND": STORAGE_BACKEND, "OPTIONS": STORAGE_OPTIONS},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if MANIFEST_STATIC

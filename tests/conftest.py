@@ -99,6 +99,55 @@ def upstream_is_simulator(settings, simulator_url):
 PASSWORD = "correct-horse-battery-9"
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Endpoint of an S3-compatible server (moto's) on a loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class S3Bucket:
+    """A bucket of one test's own on the S3 server, and boto3 to look into it without the app."""
+
+    KEYS = {"access_key": "playground", "secret_key": "s3cret-kept", "region_name": "us-east-1"}
+
+    def __init__(self, endpoint: str):
+        import boto3
+
+        self.endpoint = endpoint
+        self.name = f"playground-{uuid.uuid4().hex[:12]}"
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=self.KEYS["access_key"],
+            aws_secret_access_key=self.KEYS["secret_key"],
+            region_name=self.KEYS["region_name"],
+        )
+        self.client.create_bucket(Bucket=self.name)
+
+    @property
+    def storage_options(self) -> dict:
+        """PLAYGROUND_STORAGE_OPTIONS (as a dict) for django-storages' S3Storage."""
+        return {"bucket_name": self.name, "endpoint_url": self.endpoint, **self.KEYS}
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def keys(self, prefix: str = "attachments/") -> list[str]:
+        found = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix)
+        return sorted(item["Key"] for item in found.get("Contents", []))
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> S3Bucket:
+    return S3Bucket(s3_server)
+
+
 @pytest.fixture
 def alice(django_user_model):
     """A user who can log in with PASSWORD (async tests get her too: they run with

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,8 +91,8 @@ class Cluster:
         self.conversations = ids["conversations"]
         self.apps: list[App] = []
 
-    def start(self, name: str) -> App:
-        app = App(name, self.env, self.log_dir)
+    def start(self, name: str, env: dict | None = None) -> App:
+        app = App(name, {**self.env, **(env or {})}, self.log_dir)
         self.apps.append(app)
         return app
 
@@ -382,52 +382,91 @@ def _noise_png(width: int = 80, height: int = 60) -> bytes:
     return out.getvalue()
 
 
+async def upload(alice: Browser, data: bytes, through: Callable[[int], App]) -> str:
+    """Send a file in chunks, chunk i through `through(i)`; answers its upload URL."""
+    started = await alice.client.post(
+        f"{through(0).url}/uploads/",
+        data={"name": "noise.png", "size": str(len(data)), "type": "image/png"},
+        headers=alice.headers(),
+    )
+    assert started.status_code == 201, started.text
+    upload_url = started.json()["upload_url"]
+    for index, offset in enumerate(range(0, len(data), UPLOAD_CHUNK_BYTES)):
+        response = await alice.client.put(
+            f"{through(index).url}{upload_url}",
+            content=data[offset : offset + UPLOAD_CHUNK_BYTES],
+            headers={**alice.headers(), "Upload-Offset": str(offset)},
+        )
+        assert response.status_code == 200, response.text
+    assert response.json()["status"] == "processing"
+    return upload_url
+
+
+async def processed(alice: Browser, app: App, upload_url: str) -> dict:
+    """The upload's status, asked of `app` until it is no longer processing."""
+    deadline = time.monotonic() + 30
+    while True:
+        state = (await alice.client.get(f"{app.url}{upload_url}")).json()
+        if state["status"] in ("ready", "failed"):
+            return state
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.1)
+
+
 async def test_a_file_uploaded_through_one_process_is_served_by_the_other(cluster):
     a, b = cluster.a, cluster.b
     data = _noise_png()
     assert len(data) > 3 * UPLOAD_CHUNK_BYTES
     async with asyncio.timeout(60), Browser.logged_in(a) as alice:
-        started = await alice.client.post(
-            f"{a.url}/uploads/",
-            data={"name": "noise.png", "size": str(len(data)), "type": "image/png"},
-            headers=alice.headers(),
-        )
-        assert started.status_code == 201, started.text
-        key, upload_url = started.json()["key"], started.json()["upload_url"]
-        chunks = [
-            (offset, data[offset : offset + UPLOAD_CHUNK_BYTES])
-            for offset in range(0, len(data), UPLOAD_CHUNK_BYTES)
-        ]
-        for index, (offset, chunk) in enumerate(chunks):
-            # One chunk goes through B (as a load balancer may send it); the last through A.
-            app = b if index == 1 else a
-            response = await alice.client.put(
-                f"{app.url}{upload_url}",
-                content=chunk,
-                headers={**alice.headers(), "Upload-Offset": str(offset)},
-            )
-            assert response.status_code == 200, response.text
-        assert response.json()["status"] == "processing"
-
-        state: dict = {}
-
-        async def ready() -> bool:
-            state.update((await alice.client.get(f"{b.url}{upload_url}")).json())
-            return state["status"] in ("ready", "failed")
-
-        deadline = time.monotonic() + 30
-        while not await ready():
-            assert time.monotonic() < deadline, state
-            await asyncio.sleep(0.1)
+        # One chunk goes through B (as a load balancer may send it); the last through A.
+        upload_url = await upload(alice, data, lambda index: b if index == 1 else a)
+        state = await processed(alice, b, upload_url)
         assert state["status"] == "ready", state
         assert (state["kind"], state["width"], state["height"]) == ("image", 80, 60)
 
-        original = await alice.client.get(f"{b.url}/media/{key}/original/")
+        original = await alice.client.get(f"{b.url}/media/{state['key']}/original/")
         assert original.status_code == 200
         assert original.content == data
         assert original.headers["Content-Type"] == "image/png"
         sent = await alice.client.get(f"{b.url}{state['sent_url']}")
         assert sent.status_code == 200 and sent.content
+
+
+async def test_with_an_s3_store_no_media_folder_is_shared(cluster, s3_bucket, tmp_path):
+    """Processes C and D keep files in an S3-compatible store and each has a data dir of its
+    own: a file uploaded through C is served by D (a signed link to the store), and deleted
+    through D, it is gone from the store."""
+    store = {
+        "PLAYGROUND_STORAGE_BACKEND": "storages.backends.s3.S3Storage",
+        "PLAYGROUND_STORAGE_OPTIONS": json.dumps(s3_bucket.storage_options),
+    }
+    c = cluster.start("c", {**store, "PLAYGROUND_DATA_DIR": str(tmp_path / "c")})
+    d = cluster.start("d", {**store, "PLAYGROUND_DATA_DIR": str(tmp_path / "d")})
+    data = _noise_png(96, 64)
+    async with asyncio.timeout(60), Browser.logged_in(c) as alice:
+        upload_url = await upload(alice, data, lambda index: c)
+        state = await processed(alice, d, upload_url)
+        assert state["status"] == "ready", state
+        key = state["key"]
+        assert s3_bucket.read(f"attachments/{_user_id(cluster)}/{key}/original") == data
+        assert not list(tmp_path.rglob(key))  # no working copy left on either process
+
+        shown = await alice.client.get(f"{d.url}/media/{key}/original/")
+        assert shown.status_code == 302, shown.text
+        assert shown.headers["Location"].startswith(f"{s3_bucket.endpoint}/{s3_bucket.name}/")
+        fetched = await alice.client.get(shown.headers["Location"])
+        assert fetched.status_code == 200
+        assert fetched.content == data
+        assert fetched.headers["Content-Type"] == "image/png"
+
+        deleted = await alice.client.delete(f"{d.url}{upload_url}", headers=alice.headers())
+        assert deleted.status_code == 204
+        assert s3_bucket.keys() == []
+
+
+def _user_id(cluster: Cluster) -> int:
+    [(user_id,)] = cluster.query("SELECT id FROM auth_user WHERE username = 'alice'")
+    return user_id
 
 
 async def test_replies_go_on_after_the_database_dropped_every_connection(cluster):
