@@ -1,9 +1,10 @@
 """Uploads (resumable, in chunks) and serving attachment files to those who may see them.
 
 Daphne keeps each request body in memory, so a file is sent as a series of small requests
-(`PLAYGROUND_UPLOAD_CHUNK_BYTES`, 8 MiB by default). Each chunk is streamed to disk at its offset;
-nothing here holds more than one read block (1 MiB) of a file in memory, and the hashing and
-probing of the finished file happen in `chat.media.prepare`, in a worker thread.
+(`PLAYGROUND_UPLOAD_CHUNK_BYTES`, 8 MiB by default). Each chunk is streamed to disk at its offset,
+in the upload's working folder (chat.files); nothing here holds more than one read block (1 MiB)
+of a file in memory, and the hashing and probing of the finished file happen in
+`chat.media.prepare`, in a worker thread. Once ready, the files are handed to the storage.
 
 Upload protocol
 ---------------
@@ -50,10 +51,12 @@ Serving files
 `GET /media/<key>/<variant>/` where variant is `original`, `sent` (the converted file the API
 receives, or the original when there is none) or `poster` (a still image; images and videos).
 Only people `can_view` may see an attachment (now: its owner); anyone else gets a 404, as do
-attachments that are not ready. Answers stream from disk, with `X-Content-Type-Options: nosniff`,
-a Content-Type from an allow-list (else application/octet-stream), `Content-Disposition: inline`
-for images/audio/video of allowed types and `attachment` for anything else or with
-`?download=1`, `Cache-Control: private, max-age=3600`, an ETag and `Accept-Ranges: bytes`.
+attachments that are not ready. Answers stream from the storage with `X-Content-Type-Options:
+nosniff`, a Content-Type from an allow-list (else application/octet-stream),
+`Content-Disposition: inline` for images/audio/video of allowed types and `attachment` for
+anything else or with `?download=1`, `Cache-Control: private, max-age=3600`, an ETag and
+`Accept-Ranges: bytes`. A store with signed links of its own (S3) gets a redirect there instead
+(`Cache-Control: private, no-store`); the link carries the same type and disposition.
 A single `Range: bytes=...` gets a 206 (416 when it starts past the end); several ranges, or an
 `If-Range` that no longer matches, get the whole file. A 206 carries at most RANGE_WINDOW_BYTES
 (16 MiB): the Content-Range says which bytes came, and media elements ask for the rest.
@@ -70,7 +73,8 @@ Housekeeping
 Processing holds a lease: the thread doing it renews `processing_at` every
 PLAYGROUND_CHECKPOINT_SECONDS. An upload whose process died while processing it (its lease older
 than PLAYGROUND_LEASE_SECONDS) is taken over by whichever process is next asked for its status,
-and processed again from its original, which every process can read in the shared data dir.
+and processed again from its original, which every process can read in the shared data dir
+(an upload in progress is in its working folder, whatever the storage).
 """
 
 from __future__ import annotations

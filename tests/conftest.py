@@ -160,6 +160,25 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
+def _logged_in(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    """A test client of its own, logged in as alice."""
+    return _logged_in(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _logged_in(bob)
+
+
 @pytest.fixture(autouse=True)
 def _static_from_source(settings):
     """Static files from the source folders: no `collectstatic` needed, no stale copy used."""

@@ -79,19 +79,6 @@ def _no_processing_left_behind():
     assert attachments.wait_for_processing(30), "processing still running"
 
 
-@pytest.fixture
-def as_alice(client, alice) -> Client:
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def as_bob(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
-
-
 def uploaded_png(client: Client, tmp_path: Path) -> tuple[Attachment, bytes]:
     path = make_png(tmp_path / "noise.png", size=(48, 40))
     status = upload(client, path)
@@ -134,8 +121,8 @@ def body_of(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def test_a_processed_upload_is_kept_in_the_storage_and_nowhere_else(store, as_alice, tmp_path):
-    attachment, data = uploaded_png(as_alice, tmp_path)
+def test_a_processed_upload_is_kept_in_the_storage_and_nowhere_else(store, alice_client, tmp_path):
+    attachment, data = uploaded_png(alice_client, tmp_path)
     assert attachment.file.name == f"attachments/{attachment.owner_id}/{attachment.key}/original"
     assert store.read(attachment.file.name) == data
     assert attachment.poster  # a thumbnail, made from the image
@@ -145,43 +132,43 @@ def test_a_processed_upload_is_kept_in_the_storage_and_nowhere_else(store, as_al
     assert not files.working_dir(attachment).exists()
 
 
-def test_a_refused_upload_leaves_nothing_in_the_storage(store, as_alice, tmp_path):
+def test_a_refused_upload_leaves_nothing_in_the_storage(store, alice_client, tmp_path):
     path = make_random(tmp_path / "notes.bin", 3 * CHUNK)
-    status = upload(as_alice, path)
+    status = upload(alice_client, path)
     assert status["status"] == "failed"
     assert "image, audio or video" in status["error"]
     assert store.names() == []
     assert not files.working_dir(Attachment.objects.get(key=status["key"])).exists()
 
 
-def test_stored_files_are_served_to_their_owner_only(store, as_alice, as_bob, tmp_path):
-    attachment, data = uploaded_png(as_alice, tmp_path)
+def test_stored_files_are_served_to_their_owner_only(store, alice_client, bob_client, tmp_path):
+    attachment, data = uploaded_png(alice_client, tmp_path)
     url = f"/media/{attachment.key}/original/"
 
-    shown = fetch(as_alice, url, store)
+    shown = fetch(alice_client, url, store)
     assert shown.status_code == 200
     assert body_of(shown) == data
     assert shown.headers["Content-Type"] == "image/png"
     assert shown.headers["Content-Disposition"] == "inline"
-    download = fetch(as_alice, url + "?download=1", store)
+    download = fetch(alice_client, url + "?download=1", store)
     assert download.headers["Content-Disposition"] == 'attachment; filename="noise.png"'
     assert body_of(download) == data
-    part = fetch(as_alice, url, store, Range="bytes=100-199")
+    part = fetch(alice_client, url, store, Range="bytes=100-199")
     assert part.status_code == 206
     assert body_of(part) == data[100:200]
     assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
-    poster = fetch(as_alice, f"/media/{attachment.key}/poster/", store)
+    poster = fetch(alice_client, f"/media/{attachment.key}/poster/", store)
     assert poster.headers["Content-Type"] == "image/jpeg"
     assert body_of(poster) == store.read(attachment.poster.name)
 
-    assert as_bob.get(url).status_code == 404
+    assert bob_client.get(url).status_code == 404
     assert Client().get(url).status_code == 404
 
 
 @pytest.mark.parametrize("store", ["s3"], indirect=True)
-def test_the_store_link_is_signed_and_expires(store, as_alice, tmp_path):
-    attachment, _ = uploaded_png(as_alice, tmp_path)
-    location = as_alice.get(f"/media/{attachment.key}/original/")["Location"]
+def test_the_store_link_is_signed_and_expires(store, alice_client, tmp_path):
+    attachment, _ = uploaded_png(alice_client, tmp_path)
+    location = alice_client.get(f"/media/{attachment.key}/original/")["Location"]
     query = parse_qs(urlsplit(location).query)
     assert urlsplit(location).path == f"/{store.bucket.name}/{attachment.file.name}"
     assert query["Signature"]
@@ -189,10 +176,10 @@ def test_the_store_link_is_signed_and_expires(store, as_alice, tmp_path):
     assert S3Bucket.KEYS["secret_key"] not in location
 
 
-async def test_a_message_sends_the_stored_file_inline(store, as_alice, tmp_path):
+async def test_a_message_sends_the_stored_file_inline(store, alice_client, tmp_path):
     from asgiref.sync import sync_to_async
 
-    attachment, data = await sync_to_async(uploaded_png)(as_alice, tmp_path)
+    attachment, data = await sync_to_async(uploaded_png)(alice_client, tmp_path)
     part = await sync_to_async(payloads.media_part)(attachment)
     body = {"messages": [{"role": "user", "content": [part]}]}
     sent = b"".join([chunk async for chunk in payloads.encode_body(body)])
@@ -201,11 +188,11 @@ async def test_a_message_sends_the_stored_file_inline(store, as_alice, tmp_path)
     assert url == "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def test_export_and_import_carry_stored_files(store, as_alice, tmp_path):
-    attachment, data = uploaded_png(as_alice, tmp_path)
+def test_export_and_import_carry_stored_files(store, alice_client, tmp_path):
+    attachment, data = uploaded_png(alice_client, tmp_path)
     conversation = conversation_with(attachment)
 
-    response = as_alice.get(f"/c/{conversation.pk}/export.zip")
+    response = alice_client.get(f"/c/{conversation.pk}/export.zip")
     assert response.status_code == 200
     exported = body_of(response)
     archive = zipfile.ZipFile(io.BytesIO(exported))
@@ -216,46 +203,46 @@ def test_export_and_import_carry_stored_files(store, as_alice, tmp_path):
     archive_file = tmp_path / "export.zip"
     archive_file.write_bytes(exported)
     with archive_file.open("rb") as sent:
-        imported = as_alice.post("/import/", {"archive": sent})
+        imported = alice_client.post("/import/", {"archive": sent})
     assert imported.status_code == 302, imported.content
     copy = Attachment.objects.exclude(pk=attachment.pk).get()
     assert copy.conversation_id != conversation.pk
     assert store.read(copy.file.name) == data
     assert store.read(copy.poster.name) == store.read(attachment.poster.name)
     assert not files.working_dir(copy).exists()
-    assert fetch(as_alice, f"/media/{copy.key}/original/", store).status_code == 200
+    assert fetch(alice_client, f"/media/{copy.key}/original/", store).status_code == 200
 
 
 def test_a_continued_share_copies_stored_files_and_deleting_removes_only_the_copy(
-    store, as_alice, as_bob, tmp_path
+    store, alice_client, bob_client, tmp_path
 ):
-    attachment, data = uploaded_png(as_alice, tmp_path)
+    attachment, data = uploaded_png(alice_client, tmp_path)
     conversation = conversation_with(attachment)
-    shared = as_alice.post(f"/c/{conversation.pk}/share/", {"visibility": "anyone"})
+    shared = alice_client.post(f"/c/{conversation.pk}/share/", {"visibility": "anyone"})
     assert shared.status_code == 302
     share = Share.objects.get()
     shared = fetch(Client(), f"/s/{share.token}/media/{attachment.key}/sent/", store)
     assert body_of(shared) == data
 
-    assert as_bob.post(f"/s/{share.token}/continue/").status_code == 302
+    assert bob_client.post(f"/s/{share.token}/continue/").status_code == 302
     fork = Conversation.objects.exclude(pk=conversation.pk).get()
     copy = Attachment.objects.get(conversation=fork)
     assert copy.key != attachment.key
     assert store.read(copy.file.name) == data
-    assert body_of(fetch(as_bob, f"/media/{copy.key}/original/", store)) == data
+    assert body_of(fetch(bob_client, f"/media/{copy.key}/original/", store)) == data
 
-    assert as_bob.post(f"/c/{fork.pk}/delete/").status_code == 302
+    assert bob_client.post(f"/c/{fork.pk}/delete/").status_code == 302
     assert not Attachment.objects.filter(pk=copy.pk).exists()
     assert set(store.names()) == {attachment.file.name, attachment.poster.name}
     assert store.read(attachment.file.name) == data
 
 
-def test_a_spoken_answer_is_kept_in_the_storage_and_served(store, as_alice, tmp_path):
-    attachment, _ = uploaded_png(as_alice, tmp_path)
+def test_a_spoken_answer_is_kept_in_the_storage_and_served(store, alice_client, tmp_path):
+    attachment, _ = uploaded_png(alice_client, tmp_path)
     answer = conversation_with(attachment).current
     pcm = bytes(range(256)) * 48  # 12,288 bytes: 0.256 s of 24 kHz s16le mono
     spoken = generation.save_spoken_answer(answer, pcm)
     assert store.read(spoken.file.name) == speech.pcm_to_wav(pcm)
-    heard = fetch(as_alice, f"/media/{spoken.key}/original/", store)
+    heard = fetch(alice_client, f"/media/{spoken.key}/original/", store)
     assert heard.headers["Content-Type"] == "audio/wav"
     assert body_of(heard) == speech.pcm_to_wav(pcm)
