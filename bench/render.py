@@ -1,4 +1,5 @@
-"""Server time and query count to render a conversation of 1,000 messages (500 turns).
+"""Server time and query count to render a conversation of 1,000 messages (500 turns), each
+reply saved as streaming leaves it (timings, usage, cost, the request body with its history).
 
 Run by hand: `.venv/bin/python bench/render.py`. Uses a temporary SQLite data dir, Django's
 test client in-process (no network), and renders the page several times; prints a table.
@@ -9,6 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,31 +32,45 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
         from django.test import Client
-        from django.test.utils import CaptureQueriesContext, setup_test_environment
+        from django.test.utils import CaptureQueriesContext
+        from django.utils import timezone
 
         from chat.models import Conversation, Message
         from chat.rendering import render_markdown
 
         call_command("migrate", verbosity=0)
-        setup_test_environment()
         user = get_user_model().objects.create_user("bench")
         conversation = Conversation.objects.create(owner=user, title="Long conversation")
         answer = "Here is **some** Markdown with `code`:\n\n```python\nprint('hi')\n```\n"
         html = render_markdown(answer)
+        # Replies as streaming leaves them: timings, usage, cost, and the request body saved
+        # for "View code", which carries the whole history sent (so it grows turn by turn).
+        started = timezone.now()
+        history: list[dict] = []
         parent = None
         for turn in range(500):
             question = Message.objects.create(
                 conversation=conversation, parent=parent, role="user", content=f"Question {turn}"
             )
+            history.append({"role": "user", "content": question.content})
             parent = Message.objects.create(
                 conversation=conversation,
                 parent=question,
                 role="assistant",
                 content=answer,
                 html=html,
-                usage={"prompt_tokens": 10, "completion_tokens": 20},
-                cost={"usd_spent": 0.0001},
+                status="complete",
+                model="qwen3.5-omni-flash",
+                request={"model": "qwen3.5-omni-flash", "messages": history, "stream": True},
+                usage={"prompt_tokens": 10 + 20 * turn, "completion_tokens": 20},
+                cost={"usd_spent": 7.6e-06},
+                finish_reason="stop",
+                started_at=started,
+                first_token_at=started + timedelta(seconds=0.4),
+                finished_at=started + timedelta(seconds=3.2),
             )
+            history.append({"role": "assistant", "content": answer})
+        Conversation.objects.filter(pk=conversation.pk).update(current=parent)
         client = Client()
         client.force_login(user)
         url = f"/c/{conversation.pk}/"

@@ -418,9 +418,8 @@ def _reply_meta(message: Message) -> str:
         parts.append(f"{usage.get('prompt_tokens')} → {usage.get('completion_tokens')} tokens")
     if message.duration is not None:
         parts.append(f"{message.duration:.1f} s")
-    cost = message.cost or {}
-    if isinstance(cost, dict) and isinstance(cost.get("usd_spent"), int | float):
-        parts.append(f"${cost['usd_spent']}")
+    if message.usd_spent:
+        parts.append(f"${message.usd_spent}")
     if message.finish_reason and message.finish_reason != "stop":
         parts.append(f"finish: {message.finish_reason}")
     if message.status != Message.Status.COMPLETE:

@@ -99,5 +99,7 @@ def message_html(message, placement: str, siblings: list | None = None) -> str:
             .only("pk", "parent_id")
         )
     message.branch = branches(siblings).get(message.pk)
+    if not hasattr(message, "has_request"):  # as `views.shown_messages` annotates it
+        message.has_request = message.request is not None
     context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
     return render_to_string("chat/chat.html#message", context)

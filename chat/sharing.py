@@ -31,7 +31,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from . import branches, files
 from .attachments import _serve_file, copy_attachment
-from .models import Attachment, Conversation, Message, Share
+from .models import Attachment, Conversation, Message, Share, load_attachments
 
 # 24 random bytes: 192 bits, 32 URL-safe characters.
 TOKEN_BYTES = 24
@@ -89,11 +89,11 @@ def may_open(user, share: Share) -> bool:
 def snapshot_messages(share: Share) -> list[Message]:
     """The snapshot's messages in their order, with their attachments (a fixed number of
     queries, however long the conversation)."""
-    found = Message.objects.filter(
-        pk__in=share.message_ids, conversation_id=share.conversation_id
-    ).prefetch_related("attachments")
+    found = Message.objects.filter(pk__in=share.message_ids, conversation_id=share.conversation_id)
     by_id = {m.pk: m for m in found}
-    return [by_id[pk] for pk in share.message_ids if pk in by_id]
+    messages = [by_id[pk] for pk in share.message_ids if pk in by_id]
+    load_attachments(messages)
+    return messages
 
 
 def description(messages: list[Message]) -> str:
@@ -108,7 +108,7 @@ def description(messages: list[Message]) -> str:
 def preview_image(messages: list[Message]) -> tuple[Attachment, str] | None:
     """The snapshot's first picture (an image, or a video's poster frame) and its variant."""
     for message in messages:
-        for attachment in message.attachments.all():
+        for attachment in message.shown_attachments:
             if attachment.status != Attachment.Status.READY:
                 continue
             if attachment.poster and attachment.kind in (
@@ -275,7 +275,7 @@ def fork(share: Share, viewer) -> Conversation:
                     # No job streams into the copy: it stays as far as it got.
                     fields["status"] = Message.Status.INTERRUPTED
                 parent = Message.objects.create(conversation=conversation, parent=parent, **fields)
-                for attachment in message.attachments.all():
+                for attachment in message.shown_attachments:
                     if attachment.status != Attachment.Status.READY:
                         continue
                     copies.append(copy_attachment(attachment, viewer, parent))

@@ -7,14 +7,13 @@ Sending is the same whichever way the message came (the page's WebSocket, or a f
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from . import branches
 from .attachments import signed_url
 from .forms import ComposerForm
-from .models import Attachment, Conversation, Message, title_from_text
+from .models import Attachment, Conversation, Message, load_attachments, title_from_text
 from .payloads import build_request, elided
 from .rendering import message_html
 
@@ -112,7 +111,7 @@ async def announce(conversation: Conversation, frames: list[dict]) -> None:
 def insert_frames(messages: list[Message], everything: list[Message] | None = None) -> list[dict]:
     """Frames that add `messages` to the pages; `everything`: the conversation's messages, if
     the caller has them (their siblings are found there instead of by a query each)."""
-    prefetch_related_objects(messages, "attachments")  # one query, not two per message
+    load_attachments(messages)  # one query, not one per message
     return [
         {
             "type": "message.insert",

@@ -7,12 +7,13 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
@@ -21,7 +22,7 @@ from .attachments import copy_attachment
 from .conversations import search as search_conversations
 from .conversations import sidebar
 from .forms import ComposerForm, ThrottledLoginForm
-from .models import Attachment, Conversation, Message, Preset
+from .models import Attachment, Conversation, Message, Preset, load_attachments
 from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
 
 SIDEBAR_SIZE = 200
@@ -86,18 +87,13 @@ def signup(request: HtmxHttpRequest) -> HttpResponse:
 def _chat_page(
     request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
 ) -> HttpResponse:
-    messages = current_path(conversation, with_attachments=True) if conversation else []
+    messages, everything = shown_messages(conversation) if conversation else ([], [])
     context = {
         "conversation": conversation,
         "groups": sidebar(request.user, SIDEBAR_SIZE),
         "messages": messages,
         "form": form,
-        # Every reply costs, whichever branch is shown.
-        "totals": usage_totals(
-            Message.objects.filter(conversation=conversation).only("usage", "cost")
-            if conversation
-            else []
-        ),
+        "totals": usage_totals(everything),  # every reply costs, whichever branch is shown
         "settings_form": settings_form_for(request.user, conversation),
         "presets": request.user.presets.all(),
         "known_voices": KNOWN_VOICES,
@@ -129,18 +125,21 @@ def conversation(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse
     return _chat_page(request, conversation, ComposerForm())
 
 
-def current_path(conversation: Conversation, with_attachments: bool = False) -> list[Message]:
-    """The messages shown: the path to the conversation's current message, each carrying its
-    place among its siblings (`message.branch`)."""
-    everything = conversation.messages.all()
-    if with_attachments:
-        everything = everything.prefetch_related("attachments")
-    everything = list(everything)
+def shown_messages(conversation: Conversation) -> tuple[list[Message], list[Message]]:
+    """(The messages shown: the path to the conversation's current message, each carrying its
+    place among its siblings (`message.branch`) and its attachments; every message of the
+    conversation.) Not their request bodies: each one holds the history sent, so together they
+    grow with the square of the conversation's length; the page only needs to know whether
+    there is one (`has_request`, for "View code")."""
+    everything = list(
+        conversation.messages.defer("request").annotate(has_request=Q(request__isnull=False))
+    )
     positions = branches.branches(everything)
     path = branches.shown_path(everything, conversation.current_id)
     for message in path:
         message.branch = positions.get(message.pk)
-    return path
+    load_attachments(path)
+    return path, everything
 
 
 def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status=200):
@@ -222,7 +221,7 @@ async def announce_transcript(conversation: Conversation) -> None:
 
 def _transcript_frame(conversation: Conversation) -> tuple[str, int, list[int]]:
     conversation.refresh_from_db(fields=["current"])
-    messages = current_path(conversation, with_attachments=True)
+    messages, _ = shown_messages(conversation)
     html = render_to_string(
         "chat/chat.html#transcript",
         {"messages": messages, "conversation": conversation, "replace": True},
@@ -256,13 +255,16 @@ def _switch(user, conversation_id: int, message_id: int) -> Conversation:
     return conversation
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 async def edit_message(
     request: HtmxHttpRequest, conversation_id: int, message_id: int
 ) -> HttpResponse:
-    """An edited user message is a new sibling with its own reply; the original stays."""
+    """GET: the form that edits a user message, put in place of its slot when Edit is pressed.
+    POST: an edited user message is a new sibling with its own reply; the original stays."""
     user = await request.auser()
+    if request.method == "GET":
+        return await sync_to_async(_edit_form)(request, user, conversation_id, message_id)
     text = request.POST.get("content", "")
     keep = request.POST.getlist("keep")
     result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
@@ -276,6 +278,19 @@ async def edit_message(
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
+
+
+def _edit_form(request, user, conversation_id: int, message_id: int) -> HttpResponse:
+    message = get_object_or_404(
+        Message,
+        pk=message_id,
+        conversation_id=conversation_id,
+        conversation__owner=user,
+        role=Message.Role.USER,
+    )
+    if not request.htmx:  # the form lives in the page: there is nothing to show on its own
+        return redirect(message.conversation)
+    return render(request, "chat/chat.html#edit_form", {"message": message})
 
 
 def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str]):

@@ -122,6 +122,50 @@ async def test_editing_a_message_sends_a_new_version_and_keeps_the_old(
     assert empty.status_code == 422 and "Type a message" in empty.content.decode()
 
 
+def test_the_edit_form_is_fetched_when_edit_is_pressed(alice_client, bob_client, alice):
+    from chat.models import Conversation
+
+    conversation = Conversation.objects.create(owner=alice, title="Edits")
+    question = Message.objects.create(
+        conversation=conversation, role="user", content="Is <b>this</b> kept?"
+    )
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        content="Yes.",
+        status="complete",
+    )
+    Attachment.objects.create(
+        owner=alice,
+        conversation=conversation,
+        message=question,
+        key="e" * 22,
+        status="ready",
+        kind="image",
+        original_name="cat.png",
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(current=answer)
+    url = f"/c/{conversation.pk}/m/{question.pk}/edit/"
+
+    page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert f'hx-get="{url}"' in page
+    assert f'id="message-{question.pk}-edit-slot"' in page
+    assert "<textarea" not in page.split('id="transcript"')[1].split("</section>")[0]
+
+    form = alice_client.get(url, headers={"HX-Request": "true"})
+    assert form.status_code == 200
+    html = form.content.decode()
+    assert f'hx-post="{url}"' in html
+    assert "autofocus>Is &lt;b&gt;this&lt;/b&gt; kept?</textarea>" in html
+    assert 'name="keep" value="eeeeeeeeeeeeeeeeeeeeee" checked> Keep cat.png' in html
+
+    assert alice_client.get(url).url == f"/c/{conversation.pk}/"  # not a page of its own
+    assert bob_client.get(url, headers={"HX-Request": "true"}).status_code == 404
+    answer_url = f"/c/{conversation.pk}/m/{answer.pk}/edit/"
+    assert alice_client.get(answer_url, headers={"HX-Request": "true"}).status_code == 404
+
+
 async def test_deleting_a_message_removes_its_branch_and_files(upstream_is_simulator, alice):
     client = await logged_in(alice)
     conversation = await new_conversation(alice)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from chat.models import Conversation
@@ -78,6 +80,21 @@ def test_the_conversation_shows_its_token_and_cost_totals(client, alice):
     assert "40 → 60 tokens · $0.00300" in html
 
 
+def test_a_reply_cost_is_written_plainly():
+    from chat.models import Message
+
+    def shown(cost):
+        return Message(cost=cost).usd_spent
+
+    assert shown({"usd_spent": 7.6e-06}) == "0.0000076"
+    assert shown({"usd_spent": 0.0001}) == "0.0001"
+    assert shown({"usd_spent": 1.25}) == "1.25"
+    assert shown({"usd_spent": 0}) == "0"
+    assert shown({"usd_spent": None}) is None
+    assert shown({"credits_used": 3}) is None
+    assert shown(None) is None
+
+
 def _long_conversation(owner, pairs: int) -> Conversation:
     from chat.models import Attachment, Message
 
@@ -122,3 +139,22 @@ def test_a_conversation_renders_with_the_same_number_of_queries_however_long(cli
         counts.append([q["sql"][:90] for q in queries.captured_queries])
     assert len(counts[0]) == len(counts[1]), "\n".join(counts[1])
     assert len(counts[1]) <= 12
+
+
+def test_the_page_shows_view_code_without_loading_any_request_body(client, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Message
+
+    conversation = _long_conversation(alice, 3)
+    Message.objects.filter(conversation=conversation, role="assistant").update(
+        request={"model": "m", "messages": [{"role": "user", "content": "x" * 1000}]}
+    )
+    client.force_login(alice)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert page.count('data-testid="view-code"') == 3
+    assert page.count('data-testid="attachment"') == 3  # one image per question
+    body = re.compile(r'"chat_message"\."request"(?! IS NOT NULL)')  # the column, not the test
+    assert [q["sql"] for q in queries.captured_queries if body.search(q["sql"])] == []

@@ -181,18 +181,11 @@
     });
   });
 
-  // Edit a sent message in place; saving sends it as a new version (a sibling).
+  // Edit a sent message in place: Edit fetches the form into the message (its textarea has
+  // autofocus); saving sends it as a new version (a sibling), Cancel puts the form away.
   document.addEventListener("click", function (event) {
-    var edit = event.target.closest("[data-action=edit]");
-    if (edit) {
-      var form = document.getElementById(edit.getAttribute("aria-controls"));
-      if (form) {
-        form.hidden = false;
-        form.querySelector("textarea").focus();
-      }
-    }
     var cancel = event.target.closest("[data-action=cancel-edit]");
-    if (cancel) cancel.closest("form").hidden = true;
+    if (cancel) cancel.closest("form").remove();
   });
 
   // A refused import explains itself in place (400 malformed, 413 too big, 507 no space).

@@ -197,6 +197,44 @@ def test_on_a_conversation_page_messages_go_over_its_socket(app_server, new_cont
     assert posts == []  # both went over the page's WebSocket
 
 
+def test_a_sent_message_is_edited_in_place_into_a_new_version(app_server, new_context):
+    app_server.create_user("editor")
+    page = new_context().new_page()
+    log_in(page, app_server, "editor")
+    page.goto(app_server.url + "/new/")
+    page.fill("textarea[name=text]", "First wording [sim:length=3]")
+    page.click("[data-testid=send]")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    question = page.locator("[data-testid=message][data-role=user]").last
+    expect(question.locator(".edit-form")).to_have_count(0)  # fetched only when asked for
+
+    question.locator("[data-testid=edit]").click()
+    box = question.locator(".edit-form textarea")
+    expect(box).to_be_focused()
+    expect(box).to_have_value("First wording [sim:length=3]")
+    question.get_by_role("button", name="Cancel").click()
+    expect(question.locator(".edit-form")).to_have_count(0)
+
+    composer = page.locator("textarea[name=text]")
+    composer.press("ArrowUp")  # in an empty composer: edit the last message
+    expect(box).to_be_focused()
+    box.fill("   ")
+    question.locator("[data-testid=save-edit]").click()
+    expect(question.locator(".edit-error")).to_contain_text("Type a message")
+    box.fill("Better wording [sim:length=3]")
+    question.locator("[data-testid=save-edit]").click()
+
+    edited = page.locator("[data-testid=message][data-role=user]").last
+    expect(edited).to_contain_text("Better wording")
+    expect(edited.locator(".branch-count")).to_have_text("2/2")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    edited.locator("[data-testid=branch-previous]").click()
+    expect(page.locator("[data-testid=message][data-role=user]").last).to_contain_text(
+        "First wording"
+    )
+    screenshot(page, "edited-message")
+
+
 def test_the_phone_layout_fits_and_the_sidebar_opens(app_server, new_context):
     app_server.create_user("phone")
     context = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
