@@ -104,6 +104,11 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
     @property
+    def url(self) -> str:
+        """Where its actions live: /c/<conversation>/m/<message>/ (retry/, edit/, ...)."""
+        return f"/c/{self.conversation_id}/m/{self.pk}/"
+
+    @property
     def shown_attachments(self) -> list["Attachment"]:
         """Its attachments, oldest first: as `load_attachments` left them for a batch of
         messages (one query for all), or else queried now."""
