@@ -24,6 +24,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
@@ -133,6 +134,16 @@ def direct_url(name: str, content_type: str, disposition: str, seconds: int) -> 
     # Only a store's own absolute address is handed out; a relative one would be MEDIA_URL,
     # which nothing serves (files are served by views that check access).
     return url if url.startswith(("https://", "http://")) else None
+
+
+def direct_origin() -> str | None:
+    """Where the store's own links point (scheme://host[:port]), or None without such links:
+    the chat page's Content-Security-Policy must allow media from there."""
+    url = direct_url("attachments/origin", "application/octet-stream", "inline", 60)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def publish(attachment: Attachment) -> None:

@@ -246,3 +246,22 @@ def test_a_spoken_answer_is_kept_in_the_storage_and_served(store, alice_client, 
     heard = fetch(alice_client, f"/media/{spoken.key}/original/", store)
     assert heard.headers["Content-Type"] == "audio/wav"
     assert body_of(heard) == speech.pcm_to_wav(pcm)
+
+
+def test_the_page_may_load_media_from_where_the_store_links(store):
+    from django.apps import apps
+    from django.conf import settings
+
+    origin = files.direct_origin()
+    if store.kind == "memory":
+        assert origin is None  # the app serves those files itself
+        return
+    assert origin == store.bucket.endpoint
+    before = settings.SECURE_CSP
+    try:
+        apps.get_app_config("chat").ready()
+        assert origin in settings.SECURE_CSP["img-src"]
+        assert origin in settings.SECURE_CSP["media-src"]
+        assert origin not in settings.SECURE_CSP["script-src"]
+    finally:
+        settings.SECURE_CSP = before

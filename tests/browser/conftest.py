@@ -1,6 +1,7 @@
 """A real app server (daphne, the offline simulator as upstream) and a real Chromium."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, REPO_ROOT, running
+from tests.conftest import PASSWORD, REPO_ROOT, S3Bucket, running
 from tests.processes import free_port
 
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
@@ -58,7 +59,7 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_app() -> Iterator[LiveServer]:
+def live_app(extra_env: dict | None = None) -> Iterator[LiveServer]:
     """The app as `scripts/serve` runs it, on a loopback port, with a fresh data dir."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test installs Debian's chromium)")
@@ -74,6 +75,7 @@ def live_app() -> Iterator[LiveServer]:
             "PLAYGROUND_API_BASE": "",
             "DATABASE_URL": "",
             "REDIS_URL": "",
+            **(extra_env or {}),
         }
         server = LiveServer(f"http://127.0.0.1:{port}", env)
         server.manage("migrate", "--noinput", "--verbosity", "0")
@@ -86,6 +88,18 @@ def live_app() -> Iterator[LiveServer]:
 def app_server() -> Iterator[LiveServer]:
     with live_app() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_app_server(s3_server) -> Iterator[tuple[LiveServer, "S3Bucket"]]:
+    """The app keeping its files in an S3-compatible store (moto's, on a loopback port)."""
+    bucket = S3Bucket(s3_server)
+    store = {
+        "PLAYGROUND_STORAGE_BACKEND": "storages.backends.s3.S3Storage",
+        "PLAYGROUND_STORAGE_OPTIONS": json.dumps(bucket.storage_options),
+    }
+    with live_app(store) as server:
+        yield server, bucket
 
 
 @pytest.fixture

@@ -227,6 +227,35 @@ def test_an_uploaded_video_is_previewed_described_and_shown_in_the_transcript(
     assert page.errors == []
 
 
+def test_media_kept_in_an_s3_store_show_and_play_from_the_store(
+    s3_app_server, new_context, tmp_path
+):
+    server, bucket = s3_app_server
+    page = _chat(server, new_context(viewport={"width": 1280, "height": 800}), "stored")
+    page.set_input_files(FILES, str(_video(tmp_path / "clip.mp4", seconds=2.0)))
+    _wait_ready(page)
+    chip = page.locator(f"{TRAY} {CHIP}").first
+    thumbnail = chip.locator(".chip-thumb img")
+    expect(thumbnail).to_be_visible()  # the poster frame, fetched from the store
+    loaded = "img => img.complete && img.naturalWidth > 0"
+    page.wait_for_function(loaded, arg=thumbnail.element_handle())
+    page.fill("textarea[name=text]", "Describe this video")
+    page.click("[data-testid=send]")
+
+    video = page.locator(USER).last.locator("[data-testid=attachment] video")
+    expect(video).to_be_visible(timeout=SENT)
+    # Metadata loaded: the browser followed the app's redirect to the store and read the file.
+    page.wait_for_function("v => v.readyState >= 1 && v.duration > 1.9", arg=video.element_handle())
+    src = video.get_attribute("src")
+    answer = page.request.get(server.url + src, max_redirects=0)
+    assert answer.status == 302
+    assert answer.headers["location"].startswith(f"{bucket.endpoint}/{bucket.name}/attachments/")
+    assert any(key.endswith("/original") for key in bucket.keys())
+    expect(_last_reply_complete(page)).to_contain_text("h264")
+    assert page.errors == []  # no Content-Security-Policy violation on the store's origin
+    screenshot(page, "s3-video")
+
+
 def test_a_refused_file_shows_why_in_the_tray_and_keeps_the_text(app_server, new_context, tmp_path):
     page = _chat(app_server, new_context(), "refused")
     textarea = page.locator("textarea[name=text]")
