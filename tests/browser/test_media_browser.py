@@ -14,11 +14,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
-
-try:
-    from tests.media_files import make_image, make_video
-except ImportError:  # written in parallel; a stand-in until it lands
-    make_image = make_video = None
+from tests.media_files import make_image, make_video
 
 ASSISTANT = "[data-testid=message][data-role=assistant]"
 USER = "[data-testid=message][data-role=user]"
@@ -32,29 +28,11 @@ SENT = 30_000  # the first send of a fresh server imports and warms up a lot
 
 
 def _video(path, seconds=2.0, size=(320, 240)):
-    if make_video is not None:
-        return make_video(path, "mp4", "h264", "aac", seconds=seconds, size=size)
-    import av  # the same thing, by hand
-
-    with av.open(str(path), "w", format="mp4") as output:
-        stream = output.add_stream("h264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(int(seconds * 10)):
-            frame = av.VideoFrame(size[0], size[1], "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([(i * 20) % 256]) * plane.buffer_size)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
-    return path
+    return make_video(path, "mp4", "h264", "aac", seconds=seconds, size=size)
 
 
 def _image(path, size=(480, 320)):
-    if make_image is not None:
-        return make_image(path, "png", size=size)
-    from PIL import Image
-
-    Image.new("RGB", size, (40, 120, 200)).save(path)
-    return path
+    return make_image(path, "png", size=size)
 
 
 @pytest.fixture(scope="module")
