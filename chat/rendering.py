@@ -101,5 +101,9 @@ def message_html(message, placement: str, siblings: list | None = None) -> str:
     message.branch = branches(siblings).get(message.pk)
     if not hasattr(message, "has_request"):  # as `views.shown_messages` annotates it
         message.has_request = message.request is not None
-    context = {"message": message, "append": placement == "append", "oob": placement == "replace"}
-    return render_to_string("chat/chat.html#message", context)
+    html = render_to_string(
+        "chat/chat.html#message", {"message": message, "oob": placement == "replace"}
+    )
+    if placement == "append":
+        return f'<div hx-swap-oob="beforeend:#transcript">{html}</div>'
+    return html
