@@ -449,7 +449,8 @@ async def test_with_an_s3_store_no_media_folder_is_shared(cluster, s3_bucket, tm
         assert state["status"] == "ready", state
         key = state["key"]
         assert s3_bucket.read(f"attachments/{_user_id(cluster)}/{key}/original") == data
-        assert not list(tmp_path.rglob(key))  # no working copy left on either process
+        # No working copy left on either process (C drops its own right after saying ready).
+        await wait_for(lambda: not list(tmp_path.rglob(key)), 10, "the working copy to go")
 
         shown = await alice.client.get(f"{d.url}/media/{key}/original/")
         assert shown.status_code == 302, shown.text

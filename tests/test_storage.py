@@ -83,6 +83,8 @@ def uploaded_png(client: Client, tmp_path: Path) -> tuple[Attachment, bytes]:
     path = make_png(tmp_path / "noise.png", size=(48, 40))
     status = upload(client, path)
     assert status["status"] == "ready", status
+    # Ready is said first; the processing thread then drops the working copy.
+    assert attachments.wait_for_processing(30)
     return Attachment.objects.get(key=status["key"]), path.read_bytes()
 
 
@@ -135,6 +137,7 @@ def test_a_processed_upload_is_kept_in_the_storage_and_nowhere_else(store, alice
 def test_a_refused_upload_leaves_nothing_in_the_storage(store, alice_client, tmp_path):
     path = make_random(tmp_path / "notes.bin", 3 * CHUNK)
     status = upload(alice_client, path)
+    assert attachments.wait_for_processing(30)
     assert status["status"] == "failed"
     assert "image, audio or video" in status["error"]
     assert store.names() == []
