@@ -152,7 +152,15 @@ class Message(models.Model):
 
     @property
     def needs_tool_results(self) -> bool:
-        return bool(self.tool_calls) and self.is_final and not self.children.exists()
+        """A finished reply that asked for tool calls and has no follow-up yet. Whether it has
+        one comes from `has_children` when the caller set it (from messages it has loaded
+        anyway), else from a query."""
+        if not self.tool_calls or not self.is_final:
+            return False
+        has_children = getattr(self, "has_children", None)
+        if has_children is None:
+            has_children = self.children.exists()
+        return not has_children
 
     @property
     def logprob_tokens(self) -> list[dict]:

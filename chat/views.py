@@ -136,8 +136,10 @@ def shown_messages(conversation: Conversation) -> tuple[list[Message], list[Mess
     )
     positions = branches.branches(everything)
     path = branches.shown_path(everything, conversation.current_id)
+    parents = {message.parent_id for message in everything}
     for message in path:
         message.branch = positions.get(message.pk)
+        message.has_children = message.pk in parents
     load_attachments(path)
     return path, everything
 

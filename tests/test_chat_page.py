@@ -158,3 +158,36 @@ def test_the_page_shows_view_code_without_loading_any_request_body(client, alice
     assert page.count('data-testid="attachment"') == 3  # one image per question
     body = re.compile(r'"chat_message"\."request"(?! IS NOT NULL)')  # the column, not the test
     assert [q["sql"] for q in queries.captured_queries if body.search(q["sql"])] == []
+
+
+def test_tool_call_replies_render_with_the_same_number_of_queries_however_many(client, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Message
+
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    counts = []
+    for pairs in (2, 20):
+        conversation = Conversation.objects.create(owner=alice, title=f"Tools {pairs}")
+        parent = None
+        for i in range(pairs):
+            question = Message.objects.create(
+                conversation=conversation, parent=parent, role="user", content=f"Q{i}"
+            )
+            parent = Message.objects.create(
+                conversation=conversation,
+                parent=question,
+                role="assistant",
+                status="complete",
+                tool_calls=[call],
+            )
+        Conversation.objects.filter(pk=conversation.pk).update(current=parent)
+        client.get(f"/c/{conversation.pk}/")
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(f"/c/{conversation.pk}/").content.decode()
+        counts.append(len(queries.captured_queries))
+        # Only the last reply still waits for its tool results: the others were followed up.
+        assert page.count('data-testid="send-tool-results"') == 1
+        assert page.count('data-testid="tool-call"') == pairs
+    assert counts[0] == counts[1]
