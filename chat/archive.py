@@ -497,10 +497,6 @@ def write_zip(snap: Snapshot, target: IO[bytes]) -> None:
 def _write_member(archive: zipfile.ZipFile, member: str, name: str) -> None:
     """Copy a stored file into the archive as `member`, a block at a time. Media are compressed
     already: deflating them again only costs time."""
-    path = files.local_path(name)
-    if path is not None:
-        archive.write(path, member, compress_type=zipfile.ZIP_STORED)
-        return
     info = zipfile.ZipInfo(member, date_time=timezone.localtime().timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
     with files.open_stored(name) as source, archive.open(info, "w", force_zip64=True) as out:

@@ -808,8 +808,9 @@ def _serve_file(request: HttpRequest, attachment: Attachment, variant: str) -> H
     if found is None:
         raise Http404("No such file")
     inline = found.content_type in INLINE_TYPES and request.GET.get("download") != "1"
-    content_type = found.content_type if found.content_type in INLINE_TYPES else None
-    content_type = content_type or "application/octet-stream"
+    content_type = (
+        found.content_type if found.content_type in INLINE_TYPES else "application/octet-stream"
+    )
     disposition = content_disposition(inline, found.filename)
 
     path = files.local_path(found.name)

@@ -115,7 +115,7 @@ def direct_url(name: str, content_type: str, disposition: str, seconds: int) -> 
     """A link the storage serves the file from itself, valid for about `seconds`, with these
     response headers where the storage can set them; None when the storage has no such link
     (files on disk, in memory: the app serves those)."""
-    if local_path(name) is not None:
+    if on_disk():
         return None
     kept = storage()
     try:
@@ -152,13 +152,9 @@ def publish(attachment: Attachment) -> None:
     says the files are stored, a process taking the work over needs the original there."""
     if kept_in_place():
         return
-    kept = storage()
     for name in names(attachment):
         with working_path(name).open("rb") as source:
-            saved = kept.save(name, File(source, name=Path(name).name))
-        if saved != name:  # a new key's folder is empty: a storage that renames is refused
-            kept.delete(saved)
-            raise RuntimeError(f"The storage kept {name!r} as {saved!r}")
+            _save_as(name, source)
 
 
 def drop_working_copy(attachment: Attachment) -> None:
@@ -197,9 +193,15 @@ def copy(source_name: str, target_name: str) -> None:
         except OSError:
             shutil.copyfile(source, target)
         return
+    with open_stored(source_name) as stored:
+        _save_as(target_name, stored)
+
+
+def _save_as(name: str, source: IO[bytes]) -> None:
+    """Store `source` under exactly `name`. Names are under a new key's folder, so nothing is
+    there yet; a storage that would keep the file under another name is refused."""
     kept = storage()
-    with kept.open(source_name, "rb") as stored:
-        saved = kept.save(target_name, File(stored, name=Path(target_name).name))
-    if saved != target_name:
+    saved = kept.save(name, File(source, name=Path(name).name))
+    if saved != name:
         kept.delete(saved)
-        raise RuntimeError(f"The storage kept {target_name!r} as {saved!r}")
+        raise RuntimeError(f"The storage kept {name!r} as {saved!r}")
