@@ -109,8 +109,7 @@ def usage_totals(messages: list[Message]) -> dict:
             totals["prompt"] += message.usage.get("prompt_tokens") or 0
             totals["completion"] += message.usage.get("completion_tokens") or 0
             totals["replies"] += 1
-        if message.cost and isinstance(message.cost.get("usd_spent"), int | float):
-            totals["usd"] += message.cost["usd_spent"]
+        totals["usd"] += message.usd_amount or 0
     return totals
 
 
