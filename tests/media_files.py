@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import random
 import struct
 import zlib
 from fractions import Fraction
@@ -303,5 +304,7 @@ def make_pixel_bomb(path: Path, side: int = 30000) -> Path:
 
 
 def make_random(path: Path, size: int = 4096) -> Path:
-    path.write_bytes(os.urandom(size))
+    """Bytes of no media format: random, but the same in every run (seeded by the name and
+    size). From os.urandom, a run now and then began with an MP3 frame's sync bits."""
+    path.write_bytes(random.Random(f"{path.name}:{size}").randbytes(size))
     return path
