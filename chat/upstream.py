@@ -26,6 +26,7 @@ from django.conf import settings
 from httpx_sse import EventSource, aconnect_sse
 
 from .payloads import body_length, encode_body
+from .sockets import AsyncioTransport
 
 logger = logging.getLogger(__name__)
 
@@ -586,7 +587,8 @@ def _new_client(
         )
     # Hundreds of concurrent streams must not queue for a connection.
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-    return httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits)
+    transport = AsyncioTransport(limits)  # see chat/sockets.py
+    return httpx.AsyncClient(base_url=base, timeout=timeout, transport=transport)
 
 
 def get_client() -> httpx.AsyncClient:

@@ -11,9 +11,12 @@ import email.utils
 import json
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import httpx
@@ -751,12 +754,13 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @asynccontextmanager
-async def loopback(handler: Handler):
-    """A plain asyncio TCP server on 127.0.0.1; yields the API base URL pointing at it."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+async def loopback(handler: Handler, tls: ssl.SSLContext | None = None):
+    """A plain asyncio TCP server on 127.0.0.1 (TLS with `tls`); yields the API base URL
+    pointing at it."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1"
     finally:
         server.close()
         if hasattr(server, "close_clients"):  # Python 3.13: don't wait on idle connections
@@ -884,3 +888,163 @@ async def test_a_finished_stream_leaves_its_connection_for_the_next_reply(simula
             [event async for event in stream_chat(body, client=client)]
         connections = client._transport._pool.connections  # httpx's pool, for this check only
         assert len(connections) == 1
+
+
+# --- the connections (chat/sockets.py: httpcore on asyncio's streams) ------------------------
+
+
+def test_the_shared_client_reads_through_asyncio_streams(settings, shared_clients):
+    from chat.sockets import AsyncioBackend
+
+    pool = upstream._new_client(False, BASE, 0, 2, 5)._transport._pool
+    assert isinstance(pool._network_backend, AsyncioBackend)
+    assert pool._max_connections == 1000 and pool._max_keepalive_connections == 100
+
+
+async def test_replies_share_one_connection_through_the_shared_client(
+    settings, shared_clients, simulator_url
+):
+    settings.PLAYGROUND_API_BASE = simulator_url
+    body = {**PAYLOAD, "messages": [{"role": "user", "content": "Hi [sim:delay=0]"}]}
+    for _ in range(3):
+        events = [event async for event in stream_chat(body)]
+        assert any(event.finish_reason == "stop" for event in events)
+    assert len(upstream.get_client()._transport._pool.connections) == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(settings, shared_clients):
+    body = (STREAMS / "plain_text.sse").read_bytes()
+    accepted = 0
+
+    async def serve_once_then_hang_up(reader, writer):
+        nonlocal accepted
+        accepted += 1
+        await read_request(reader)
+        writer.write(SSE_HEAD + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()  # keep-alive was not refused, but the server goes away anyway
+
+    async with loopback(serve_once_then_hang_up) as base:
+        settings.PLAYGROUND_API_BASE = base
+        first = [event async for event in stream_chat(PAYLOAD)]
+        await asyncio.sleep(0.05)  # the close reaches the client's idle connection
+        second = [event async for event in stream_chat(PAYLOAD)]
+    assert texts(first) == texts(second) and texts(first)[0]
+    assert accepted == 2
+
+
+async def test_a_reply_larger_than_the_read_ahead_arrives_whole(settings, shared_clients):
+    from chat.sockets import BUFFER_LIMIT
+
+    words = [f"w{i} " for i in range(BUFFER_LIMIT // 10)]
+    events = b"".join(
+        b"data: %s\n\n"
+        % json.dumps({"choices": [{"index": 0, "delta": {"content": word}}]}).encode()
+        for word in words
+    )
+    body = events + b"data: [DONE]\n\n"
+    assert len(body) > 4 * BUFFER_LIMIT
+
+    async def serve(reader, writer):
+        await read_request(reader)
+        writer.write(SSE_HEAD + b"content-length: %d\r\n\r\n" % len(body))
+        writer.write(body)  # all at once: the client stops reading at its limit, then resumes
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async with loopback(serve) as base:
+        settings.PLAYGROUND_API_BASE = base
+        received = [event async for event in stream_chat(PAYLOAD)]
+    assert texts(received) == {0: "".join(words)}
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "upstream.pem", folder / "upstream.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server_context(tmp_path) -> tuple[ssl.SSLContext, Path]:
+    cert_file, key_file = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+async def test_a_stream_over_tls(settings, shared_clients, monkeypatch, tls_server_context):
+    context, cert_file = tls_server_context
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # httpx trusts it, as it would a CA's
+    body = (STREAMS / "plain_text.sse").read_bytes()
+
+    async def serve(reader, writer):
+        await read_request(reader)
+        writer.write(SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n")
+        for i in range(0, len(body), 60):
+            piece = body[i : i + 60]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async with loopback(serve, tls=context) as base:
+        settings.PLAYGROUND_API_BASE = base
+        events = [event async for event in stream_chat(PAYLOAD)]
+        [connection] = upstream.get_client()._transport._pool.connections
+        assert connection._connection._network_stream.get_extra_info("ssl_object") is not None
+    assert texts(events) == texts(await collect(mock_client(body)))
+    assert texts(events)[0]
+
+
+async def test_an_untrusted_certificate_is_refused_with_the_reason(
+    settings, shared_clients, tls_server_context
+):
+    context, _cert_file = tls_server_context
+    answered = False
+
+    async def serve(reader, writer):
+        nonlocal answered
+        answered = True
+        writer.close()
+
+    async with loopback(serve, tls=context) as base:
+        settings.PLAYGROUND_API_BASE = base
+        with pytest.raises(UpstreamConnectionError) as info:
+            async for _ in stream_chat(PAYLOAD):
+                pass
+    assert info.value.message.startswith(f"could not connect to {base}: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
