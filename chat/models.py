@@ -208,6 +208,29 @@ class Message(models.Model):
         return None if amount is None else f"{amount:.7f}".rstrip("0").rstrip(".")
 
     @property
+    def facts(self) -> list[tuple[str, str]]:
+        """A finished reply's footer, formatted: (what it is, shown as) for each figure there is
+        (tokens, time to first token, total time, speed, cost, tokens by kind, finish)."""
+        facts = []
+        if self.usage:
+            prompt, completion = (
+                self.usage.get(k, "") for k in ("prompt_tokens", "completion_tokens")
+            )
+            facts.append(("Prompt tokens → completion tokens", f"{prompt} → {completion} tokens"))
+        if (first_token := self.time_to_first_token) is not None:
+            facts.append(("Time to first token", f"{first_token:.2f} s to first token"))
+        if (duration := self.duration) is not None:
+            facts.append(("Total time", f"{duration:.1f} s"))
+        if speed := self.tokens_per_second:
+            facts.append(("", f"{speed:.0f} tok/s"))
+        if (usd := self.usd_spent) is not None:
+            facts.append(("Cost reported by the API", f"${usd}"))
+        facts += [("", f"{label} {count}") for label, count in self.usage_details]
+        if self.finish_reason and self.finish_reason != "stop":
+            facts.append(("", f"finish: {self.finish_reason}"))
+        return facts
+
+    @property
     def tokens_per_second(self) -> float | None:
         tokens = (self.usage or {}).get("completion_tokens")
         if not tokens or not self.first_token_at or not self.finished_at:

@@ -95,6 +95,38 @@ def test_a_reply_cost_is_written_plainly():
     assert shown(None) is None
 
 
+def test_a_reply_footer_gives_each_figure_it_has():
+    from datetime import UTC, datetime, timedelta
+
+    from chat.models import Message
+
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    reply = Message(
+        role="assistant",
+        usage={
+            "prompt_tokens": 12,
+            "completion_tokens": 40,
+            "completion_tokens_details": {"audio_tokens": 30, "text_tokens": 10},
+        },
+        cost={"usd_spent": 7.6e-06},
+        started_at=started,
+        first_token_at=started + timedelta(seconds=0.25),
+        finished_at=started + timedelta(seconds=2.25),
+        finish_reason="length",
+    )
+    assert reply.facts == [
+        ("Prompt tokens → completion tokens", "12 → 40 tokens"),
+        ("Time to first token", "0.25 s to first token"),
+        ("Total time", "2.2 s"),
+        ("", "20 tok/s"),
+        ("Cost reported by the API", "$0.0000076"),
+        ("", "audio out 30"),
+        ("", "text out 10"),
+        ("", "finish: length"),
+    ]
+    assert Message(role="assistant", finish_reason="stop").facts == []
+
+
 def _long_conversation(owner, pairs: int) -> Conversation:
     from chat.models import Attachment, Message
 
