@@ -6,7 +6,8 @@ token. With a hundred replies streaming on one process, those calls were a tenth
 loop's time, and the relay's latency grew with them (README "Performance"). An asyncio stream
 keeps reading, up to BUFFER_LIMIT ahead of its reader, and wakes the reader when data comes.
 
-Everything else (HTTP/1.1, the pool, keep-alive, TLS settings) is httpx's and httpcore's.
+Everything else (HTTP/1.1, the pool, keep-alive, TLS settings, proxies from the environment) is
+httpx's and httpcore's.
 """
 
 import asyncio
@@ -131,16 +132,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool on `AsyncioBackend` (httpx takes no backend
-    of its own, so the pool it built is replaced by one built the same way)."""
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=AsyncioBackend(),
-        )
+def on_asyncio_streams(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """`client`, its connection pools (its own, and any proxy's it took from the environment)
+    making their connections with `AsyncioBackend`. httpx takes no backend of its own, and a
+    transport handed to it would make it ignore HTTP(S)_PROXY, so the pools it built are given
+    the backend instead."""
+    backend = AsyncioBackend()
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.AsyncConnectionPool):
+            pool._network_backend = backend
+    return client

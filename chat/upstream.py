@@ -26,7 +26,7 @@ from django.conf import settings
 from httpx_sse import EventSource, aconnect_sse
 
 from .payloads import body_length, encode_body
-from .sockets import AsyncioTransport
+from .sockets import on_asyncio_streams
 
 logger = logging.getLogger(__name__)
 
@@ -587,8 +587,8 @@ def _new_client(
         )
     # Hundreds of concurrent streams must not queue for a connection.
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-    transport = AsyncioTransport(limits)  # see chat/sockets.py
-    return httpx.AsyncClient(base_url=base, timeout=timeout, transport=transport)
+    client = httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits)
+    return on_asyncio_streams(client)  # see chat/sockets.py
 
 
 def get_client() -> httpx.AsyncClient:

@@ -959,6 +959,26 @@ async def test_a_reply_larger_than_the_read_ahead_arrives_whole(settings, shared
     assert texts(received) == {0: "".join(words)}
 
 
+async def test_a_proxy_from_the_environment_is_still_used(settings, shared_clients, monkeypatch):
+    body = (STREAMS / "plain_text.sse").read_bytes()
+    request_lines = []
+
+    async def proxy(reader, writer):  # answers for the upstream, as a caching proxy might
+        request_lines.append((await read_request(reader)).split(b"\r\n", 1)[0])
+        writer.write(SSE_HEAD + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async with loopback(proxy) as proxy_base:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_base.removesuffix("/v1"))
+        settings.PLAYGROUND_API_BASE = "http://upstream.test/v1"
+        events = [event async for event in stream_chat(PAYLOAD)]
+    assert texts(events)[0]
+    assert request_lines == [b"POST http://upstream.test/v1/chat/completions HTTP/1.1"]
+
+
 def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
     from cryptography import x509
