@@ -208,7 +208,7 @@ if REDIS_URL:
         )
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "chat.layers.RedisPubSubChannelLayer",
             "CONFIG": {
                 # A publish to a Redis that stopped answering fails after 15 s.
                 "hosts": [

@@ -552,10 +552,50 @@ async def test_this_run_uses_postgresql_and_redis(services):
     from django.db import connection
 
     assert connection.vendor == "postgresql"
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
     layer = get_channel_layer()
-    assert type(layer).__module__.startswith("channels_redis")
+    assert isinstance(layer, RedisPubSubChannelLayer)
     channel = await layer.new_channel()
     await layer.group_add("scaled-check", channel)
     await layer.group_send("scaled-check", {"type": "check", "n": 1})
     assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "check", "n": 1}
     await layer.group_discard("scaled-check", channel)
+
+
+@pytest.mark.django_db
+async def test_publishes_go_out_side_by_side_and_each_sender_keeps_its_order(services):
+    """Many jobs publishing at once are not queued behind one another's round trips to Redis
+    (chat.layers), and each job's frames still arrive in the order it sent them."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    senders, frames = 40, 15
+    channels = []
+    for n in range(senders):
+        channel = await layer.new_channel()
+        await layer.group_add(f"order-{n}", channel)
+        channels.append(channel)
+
+    async def send(n: int) -> None:
+        for i in range(frames):
+            await layer.group_send(f"order-{n}", {"type": "frame", "i": i})
+
+    async def receive(channel: str) -> list[int]:
+        return [(await layer.receive(channel))["i"] for _ in range(frames)]
+
+    receiving = [asyncio.create_task(receive(channel)) for channel in channels]
+    await asyncio.gather(*(send(n) for n in range(senders)))
+    received = await asyncio.wait_for(asyncio.gather(*receiving), 10)
+    assert received == [list(range(frames))] * senders
+    # Publishes waiting on one another would have used one connection: those beside each
+    # shard's subscriber connection.
+    publishing = 0
+    for shard in layer._get_layer()._shards:
+        if shard._redis is not None:
+            pool = shard._redis.connection_pool
+            opened = {*pool._available_connections, *pool._in_use_connections}
+            publishing += len(opened - {shard._pubsub.connection})
+    assert publishing > 1
+    for n, channel in enumerate(channels):
+        await layer.group_discard(f"order-{n}", channel)
