@@ -1,6 +1,7 @@
 """The channel layers: in memory when there is no Redis (one process), Redis pub/sub when there
 is (several processes)."""
 
+import asyncio
 import time
 
 from channels.exceptions import ChannelFull
@@ -60,6 +61,15 @@ class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
 
 
 class _SideBySideShard(pubsub.RedisSingleShardConnection):
+    def __init__(self, host: dict, channel_layer) -> None:
+        super().__init__(host, channel_layer)
+        # As many publishes in flight as the connection pool can lend at once, less the
+        # subscriber's connection and one spare: past its limit (redis-py's default is 100)
+        # redis-py refuses a command outright ("Too many connections") instead of waiting.
+        self.publishes_at_once = max(1, int(host.get("max_connections") or 100) - 2)
+        self._publishing = asyncio.Semaphore(self.publishes_at_once)
+
     async def publish(self, channel: str, message: bytes) -> None:
-        self._ensure_redis()  # no await inside: nothing else runs on this loop meanwhile
-        await self._redis.publish(channel, message)
+        async with self._publishing:
+            self._ensure_redis()  # no await inside: nothing else runs on this loop meanwhile
+            await self._redis.publish(channel, message)
