@@ -140,16 +140,33 @@
     else if (event.detail.type === "refused") sendEnded(false, event.detail.html);
   });
 
-  document.addEventListener("htmx:wsClose", function () {
-    socket = null;
-    if (!sending) return;
-    // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
+  function errorNote(text) {
     var note = document.createElement("div");
     note.className = "error composer-error";
     note.setAttribute("data-testid", "error");
     note.setAttribute("role", "alert");
-    note.textContent = "The connection dropped while sending. If your message does not appear above, send it again.";
-    sendEnded(false, note.outerHTML);
+    note.textContent = text;
+    return note.outerHTML;
+  }
+
+  document.addEventListener("htmx:wsClose", function () {
+    socket = null;
+    if (!sending) return;
+    // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
+    sendEnded(false, errorNote("The connection dropped while sending. If your message does not appear above, send it again."));
+  });
+
+  // A form post the server failed to take (a 5xx, e.g. every database connection busy) or
+  // could not be sent at all says so in place; the text and attachments stay in the composer.
+  // (A refusal, 422, comes with its reasons and is swapped in like any answer.)
+  document.addEventListener("htmx:responseError", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "composer") return;
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    sendEnded(false, errorNote("The server could not take your message (error " + status + "). Nothing was lost: send it again in a moment."));
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "composer") return;
+    sendEnded(false, errorNote("The server could not be reached. Nothing was lost: send it again once it is back."));
   });
 
   document.addEventListener("htmx:wsBeforeMessage", function () {

@@ -161,6 +161,35 @@ def test_an_empty_message_is_refused_beside_the_composer(app_server, new_context
     expect(page.locator("textarea[name=text]")).to_have_value("   ")
 
 
+def test_a_send_the_server_fails_to_take_says_so_and_keeps_the_text(app_server, new_context):
+    app_server.create_user("unlucky")
+    page = new_context().new_page()
+    log_in(page, app_server, "unlucky")
+    page.goto(app_server.url + "/new/")  # a new chat has no socket: the composer posts
+    composer = page.locator("textarea[name=text]")
+    error = page.locator("#composer [data-testid=error]")
+
+    page.route("**/send/", lambda route: route.fulfill(status=500, body="Server Error"))
+    composer.fill("Hello while the server is overloaded")
+    page.click("[data-testid=send]")
+    expect(error).to_contain_text("could not take your message (error 500)")
+    expect(composer).to_have_value("Hello while the server is overloaded")
+    expect(page.locator("[data-testid=send]")).to_be_enabled()
+    screenshot(page, "composer-server-error")
+
+    page.unroute("**/send/")
+    page.route("**/send/", lambda route: route.abort())
+    page.click("[data-testid=send]")
+    expect(error).to_contain_text("could not be reached")
+    expect(error).to_have_count(1)
+    expect(composer).to_have_value("Hello while the server is overloaded")
+
+    page.unroute("**/send/")
+    page.click("[data-testid=send]")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(page.locator("[data-testid=message][data-role=user]")).to_have_count(1)
+
+
 def test_on_a_conversation_page_messages_go_over_its_socket(app_server, new_context):
     app_server.create_user("socketeer")
     page = new_context().new_page()
