@@ -162,9 +162,9 @@ def test_an_empty_message_is_refused_beside_the_composer(app_server, new_context
 
 
 def test_a_send_the_server_fails_to_take_says_so_and_keeps_the_text(app_server, new_context):
-    app_server.create_user("unlucky")
+    app_server.create_user("overloaded")
     page = new_context().new_page()
-    log_in(page, app_server, "unlucky")
+    log_in(page, app_server, "overloaded")
     page.goto(app_server.url + "/new/")  # a new chat has no socket: the composer posts
     composer = page.locator("textarea[name=text]")
     error = page.locator("#composer [data-testid=error]")
