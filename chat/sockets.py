@@ -24,6 +24,15 @@ BUFFER_LIMIT = 256 * 1024
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
+# What httpcore asks a stream about, by the name asyncio's transport gives it.
+_EXTRA_INFO = {
+    "ssl_object": "ssl_object",
+    "client_addr": "sockname",
+    "server_addr": "peername",
+    "socket": "socket",
+}
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -80,13 +89,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             # httpcore asks this of an idle pooled connection: readable means the server has
             # closed it (or sent what nobody asked for), so it cannot carry another request.
             return self._reader.at_eof() or self._reader.exception() is not None
-        names = {
-            "ssl_object": "ssl_object",
-            "client_addr": "sockname",
-            "server_addr": "peername",
-            "socket": "socket",
-        }
-        return self._writer.get_extra_info(names[info]) if info in names else None
+        name = _EXTRA_INFO.get(info)
+        return None if name is None else self._writer.get_extra_info(name)
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -114,18 +118,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         sock = writer.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
-        return AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options=None
-    ) -> AsyncioStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path, limit=BUFFER_LIMIT)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(exc) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(exc) from exc
         return AsyncioStream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:

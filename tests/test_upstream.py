@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from chat import upstream
+from chat.sockets import BUFFER_LIMIT, AsyncioBackend
 from chat.upstream import (
     StreamEvent,
     UpstreamConnectionError,
@@ -732,6 +733,8 @@ async def test_get_client_is_shared_and_follows_settings(settings, shared_client
     assert str(client.base_url) == BASE + "/"
     assert client.timeout == httpx.Timeout(connect=2.0, read=5.0, write=60.0, pool=10.0)
     assert client._transport._pool._max_connections >= 1000
+    assert client._transport._pool._max_keepalive_connections == 100
+    assert isinstance(client._transport._pool._network_backend, AsyncioBackend)  # chat/sockets.py
     settings.PLAYGROUND_READ_TIMEOUT = 0.5
     changed = upstream.get_client()
     assert changed is not client and changed.timeout.read == 0.5
@@ -893,14 +896,6 @@ async def test_a_finished_stream_leaves_its_connection_for_the_next_reply(simula
 # --- the connections (chat/sockets.py: httpcore on asyncio's streams) ------------------------
 
 
-def test_the_shared_client_reads_through_asyncio_streams(settings, shared_clients):
-    from chat.sockets import AsyncioBackend
-
-    pool = upstream._new_client(False, BASE, 0, 2, 5)._transport._pool
-    assert isinstance(pool._network_backend, AsyncioBackend)
-    assert pool._max_connections == 1000 and pool._max_keepalive_connections == 100
-
-
 async def test_replies_share_one_connection_through_the_shared_client(
     settings, shared_clients, simulator_url
 ):
@@ -934,8 +929,6 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(settings,
 
 
 async def test_a_reply_larger_than_the_read_ahead_arrives_whole(settings, shared_clients):
-    from chat.sockets import BUFFER_LIMIT
-
     words = [f"w{i} " for i in range(BUFFER_LIMIT // 10)]
     events = b"".join(
         b"data: %s\n\n"
