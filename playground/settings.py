@@ -397,3 +397,7 @@ if PLAYGROUND_MEDIA_DELIVERY == "url" and not PLAYGROUND_PUBLIC_URL:
     raise ImproperlyConfigured("PLAYGROUND_MEDIA_DELIVERY=url needs PLAYGROUND_PUBLIC_URL")
 PLAYGROUND_MEDIA_URL_SECONDS = envint("PLAYGROUND_MEDIA_URL_SECONDS", "3600", minimum=60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PLAYGROUND_UPLOAD_CHUNK_BYTES + MB
+# Request bodies (playground/request_limits.py): refused with 413 by the server before they are
+# read, past this size for any route but an upload chunk (PLAYGROUND_UPLOAD_CHUNK_BYTES) and an
+# archive import (PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES). 2.5 MiB, as Django's own form default.
+PLAYGROUND_MAX_BODY_BYTES = envint("PLAYGROUND_MAX_BODY_BYTES", str(5 * MB // 2), minimum=64 * 1024)
