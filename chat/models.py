@@ -195,11 +195,13 @@ class Message(models.Model):
 
     @property
     def usd_amount(self) -> float | None:
-        """The cost the API reported, in US dollars, if it reported one."""
-        amount = self.cost.get("usd_spent") if isinstance(self.cost, dict) else None
-        if not isinstance(amount, int | float) or isinstance(amount, bool):
-            return None
-        return amount
+        """The cost the API reported, in US dollars, if it reported one: the gateway's
+        meta.usage.usd_spent, else usage.cost (LiteLLM's proxy, OpenRouter)."""
+        for source, key in ((self.cost, "usd_spent"), (self.usage, "cost")):
+            amount = source.get(key) if isinstance(source, dict) else None
+            if isinstance(amount, int | float) and not isinstance(amount, bool):
+                return amount if math.isfinite(amount) else None
+        return None
 
     @property
     def usd_spent(self) -> str | None:

@@ -33,3 +33,22 @@ def test_dangerous_links_are_dropped():
 def test_tables_render():
     html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n")
     assert "<table>" in html and "<td>1</td>" in html
+
+
+def test_a_cost_in_usage_shows_in_the_footer_and_the_totals(client, alice):
+    """OpenAI-compatible proxies such as LiteLLM's report the cost as usage.cost (dollars)."""
+    import json
+    from pathlib import Path
+
+    from chat.models import Conversation, Message
+
+    usage = None
+    for line in (Path(__file__).parent / "streams" / "litellm_usage_cost.sse").open():
+        if line.startswith("data: {"):
+            usage = json.loads(line.removeprefix("data: ")).get("usage") or usage
+    conversation = Conversation.objects.create(owner=alice, title="Costs")
+    Message.objects.create(conversation=conversation, role="assistant", content="x", usage=usage)
+    client.force_login(alice)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert '<span title="Cost reported by the API">$0.00042</span>' in html
+    assert "12 → 9 tokens · $0.00042" in html

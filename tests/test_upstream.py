@@ -310,6 +310,28 @@ async def test_usage_only_final_chunk_with_meta_usage():
     assert events[-1].usage["total_tokens"] == 310
 
 
+async def test_litellm_cost_in_usage_is_shown_as_the_reported_cost():
+    from chat.models import Message
+
+    events = await replay("litellm_usage_cost.sse")
+    assert texts(events) == {0: "Hi there."}
+    usage = last_usage(events)
+    assert (usage["total_tokens"], usage["cost"]) == (21, 0.00042)
+    reply = Message(role="assistant", usage=usage, cost=None)
+    assert (reply.usd_amount, reply.usd_spent) == (0.00042, "0.00042")
+    assert ("Cost reported by the API", "$0.00042") in reply.facts
+
+
+def test_the_gateway_meta_cost_wins_over_a_usage_cost():
+    from chat.models import Message
+
+    reply = Message(usage={"cost": 9.0}, cost={"usd_spent": 0.5})
+    assert reply.usd_spent == "0.5"
+    assert Message(usage={"cost": "0.1"}).usd_amount is None  # a number or nothing
+    assert Message(usage={"cost": True}).usd_amount is None
+    assert Message(usage={"cost": float("nan")}).usd_amount is None
+
+
 async def test_n2_choices_stay_apart():
     events = await replay("n2_interleaved.sse")
     assert texts(events) == {0: "Blue sky", 1: "Red rose"}
