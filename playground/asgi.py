@@ -32,6 +32,10 @@ if "twisted.internet.reactor" in sys.modules:
     from twisted.internet import defer, reactor
 
     from chat.generation import interrupt_running
+    from playground import request_limits
+
+    # Request bodies too large for their route are refused before they are read.
+    request_limits.install()
 
     def _settle_replies() -> defer.Deferred:
         return defer.Deferred.fromFuture(asyncio.ensure_future(interrupt_running()))

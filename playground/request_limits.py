@@ -1,0 +1,132 @@
+"""Request bodies refused at the server, before they are read.
+
+daphne (Twisted) collects a request's whole body before the app sees any of it, and then hands
+it over in one go: a guard inside Django comes after the memory is spent. So the limit is
+applied where Twisted learns the body's size: `gotLength`, called once the headers are in, for a
+declared `Content-Length`, and `handleContentChunk`, called for every piece that arrives, for a
+chunked body that declares none. Past the limit for its route the request is answered 413 at
+once (no `100 Continue` first), what the client still sends is read and dropped for a moment so
+the answer reaches it, and the connection closes. The app never sees the request.
+
+Limits by route (`body_limit`): an upload chunk takes the chunk size and a little more, an
+archive import its own limit, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own
+default for a form).
+"""
+
+from urllib.parse import unquote
+
+from daphne import http_protocol
+from django.conf import settings
+from django.urls import Resolver404, resolve
+from twisted.internet import reactor
+
+# Room for a multipart form's boundaries and fields around an archive.
+FORM_OVERHEAD = 64 * 1024
+# Room for headers a proxy may count in, around an upload chunk.
+CHUNK_OVERHEAD = 64 * 1024
+# After a refusal, how long and how much of the rest of the body is read and dropped, so the
+# client (which may still be sending) gets the answer rather than a reset connection.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+
+
+def body_limit(path: str) -> int:
+    """The largest request body, in bytes, that `path` takes."""
+    try:
+        name = resolve(unquote(path.split("?", 1)[0])).url_name
+    except Resolver404:
+        name = None
+    if name == "upload":
+        return settings.PLAYGROUND_UPLOAD_CHUNK_BYTES + CHUNK_OVERHEAD
+    if name == "import_conversation":
+        return settings.PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES + FORM_OVERHEAD
+    return settings.PLAYGROUND_MAX_BODY_BYTES
+
+
+def refusal(path: str, limit: int) -> bytes:
+    """The 413 answer, whole, as it goes on the wire. Pure."""
+    mib = limit / (1024 * 1024)
+    size = f"{mib:.1f} MiB" if mib >= 1 else f"{limit // 1024} KiB"
+    try:
+        name = resolve(unquote(path.split("?", 1)[0])).url_name
+    except Resolver404:
+        name = None
+    if name == "import_conversation":
+        text = f"This archive is too large: an import takes at most {size}."
+        body = f'<p class="error" data-testid="error" role="alert">{text}</p>'.encode()
+        kind = b"text/html; charset=utf-8"
+    elif name == "upload":
+        body = f'{{"error": "Send at most {size} at a time."}}'.encode()
+        kind = b"application/json"
+    else:
+        body = f"This request is too large: this address takes at most {size}.\n".encode()
+        kind = b"text/plain; charset=utf-8"
+    return (
+        b"HTTP/1.1 413 Content Too Large\r\n"
+        b"Content-Type: " + kind + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Connection: close\r\n\r\n" + body
+    )
+
+
+class LimitedRequest(http_protocol.WebRequest):
+    """daphne's request, refused as soon as its body is known to be too large."""
+
+    refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        # The request line is the channel's until the body is in: its path decides the limit.
+        self.body_limit = body_limit(self.channel._path.decode("latin-1"))
+        self.body_received = 0
+        if length is not None and length > self.body_limit:
+            super().gotLength(0)
+            self.refuse()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > self.body_limit:
+            self.refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self.refused:
+            super().requestReceived(command, path, version)
+
+    def refuse(self) -> None:
+        self.refused = True
+        channel = self.channel
+        transport = channel.transport
+        # Twisted answers `Expect: 100-continue` right after gotLength: not for this one.
+        self.requestHeaders.removeHeader(b"expect")
+        dropped = 0
+
+        def drop(data: bytes) -> None:
+            nonlocal dropped
+            dropped += len(data)
+            if dropped > LINGER_BYTES:
+                transport.abortConnection()
+
+        # What follows (the rest of this read, and every later one) is dropped unparsed.
+        channel.dataReceived = channel.rawDataReceived = drop
+        transport.write(refusal(channel._path.decode("latin-1"), self.body_limit))
+        if hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()  # the answer, then end of stream; still reading
+        else:
+            transport.loseConnection()
+
+        def give_up() -> None:
+            if transport.connected:
+                transport.abortConnection()
+
+        reactor.callLater(LINGER_SECONDS, give_up)
+
+
+def install() -> None:
+    """Make daphne build LimitedRequest for every HTTP request (its factory looks the class up
+    in its module each time a connection comes)."""
+    http_protocol.WebRequest = LimitedRequest
