@@ -2,6 +2,7 @@
 the published schema's ranges, stored on the conversation in the API's own shape."""
 
 import json
+import math
 import re
 from typing import Any
 
@@ -12,13 +13,63 @@ KNOWN_VOICES = ["Tina", "Ethan", "Serena", "Chelsie", "Cherry"]
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TOOLS = 128
 MAX_STOP = 4
+MAX_JSON_DEPTH = 64
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large to be a number the API accepts")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _json(text: str, what: str) -> Any:
+    """Parsed JSON that can be stored and sent as it is: finite numbers, at most
+    MAX_JSON_DEPTH levels, and text without NUL or lone surrogates (which PostgreSQL's jsonb
+    and the API refuse, and which json.loads lets through as \\u escapes)."""
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise forms.ValidationError(
+            f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
+        ) from None
     except ValueError as exc:
         raise forms.ValidationError(f"{what} is not valid JSON: {exc}") from None
+    _check_json(value, what)
+    return value
+
+
+def _check_json(value: Any, what: str) -> None:
+    stack = [(value, 1)]
+    while stack:  # a loop, not recursion: the depth is what is being checked
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise forms.ValidationError(
+                f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
+            )
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key, what)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _check_text(item, what)
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise forms.ValidationError(f"{what}: text in it cannot contain a NUL (\\u0000).")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise forms.ValidationError(
+            f"{what}: text in it cannot contain a lone surrogate (\\ud800 to \\udfff)."
+        ) from None
 
 
 def validate_json_schema(schema: Any, what: str) -> None:
@@ -32,6 +83,8 @@ def validate_json_schema(schema: Any, what: str) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise forms.ValidationError(f"{what} is not a valid JSON Schema: {exc.message}") from None
+    except RecursionError:
+        raise forms.ValidationError(f"{what} is nested too deeply to check.") from None
 
 
 def parse_tools(text: str) -> list[dict[str, Any]]:

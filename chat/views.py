@@ -26,6 +26,8 @@ from .models import Attachment, Conversation, Message, Preset, load_attachments
 from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
 
 SIDEBAR_SIZE = 200
+# The words of Django's own check (forms.CharField), for text that reaches a view without a form.
+NUL_REFUSAL = "Null characters are not allowed."
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -436,16 +438,16 @@ def _free_preset_name(user, name: str) -> str:
 @login_required
 def save_preset(request: HtmxHttpRequest) -> HttpResponse:
     """Save the panel's current values as a named preset."""
-    conversation = None
-    if request.POST.get("conversation"):
-        conversation = get_object_or_404(
-            Conversation, pk=request.POST["conversation"], owner=request.user
-        )
+    conversation, problem = _conversation_from_post(request)
+    if problem:
+        return _refused_panel(request, problem)
     form = SettingsForm(request.POST)
-    name = " ".join(request.POST.get("preset_name", "").split())[:80]
-    if not name:
+    raw_name = request.POST.get("preset_name", "")
+    name = " ".join(raw_name.split())[:80]
+    problem = NUL_REFUSAL if "\x00" in raw_name else "" if name else "Give the preset a name."
+    if problem:
         form.is_valid()
-        form.add_error(None, "Give the preset a name.")
+        form.add_error(None, problem)
         return _panel(request, conversation, form, status=422)
     if not form.is_valid():
         return _panel(request, conversation, form, status=422)
@@ -459,11 +461,10 @@ def save_preset(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def apply_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
     preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
-    conversation = None
-    if request.POST.get("conversation"):
-        conversation = get_object_or_404(
-            Conversation, pk=request.POST["conversation"], owner=request.user
-        )
+    conversation, problem = _conversation_from_post(request)
+    if problem:
+        return _refused_panel(request, problem)
+    if conversation is not None:
         conversation.settings = dict(preset.settings)
         conversation.save(update_fields=["settings"])
     form = SettingsForm(initial=initial_from_settings(preset.settings))
@@ -474,11 +475,13 @@ def apply_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
 @login_required
 def default_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
     preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
+    conversation, problem = _conversation_from_post(request)
+    if problem:
+        return _refused_panel(request, problem)
     with transaction.atomic():
         request.user.presets.filter(is_default=True).update(is_default=False)
         preset.is_default = True
         preset.save(update_fields=["is_default"])
-    conversation = _conversation_from_post(request)
     return _panel(
         request,
         conversation,
@@ -491,8 +494,10 @@ def default_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
 @login_required
 def delete_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
     preset = get_object_or_404(Preset, pk=preset_id, owner=request.user)
+    conversation, problem = _conversation_from_post(request)
+    if problem:
+        return _refused_panel(request, problem)
     preset.delete()
-    conversation = _conversation_from_post(request)
     return _panel(
         request,
         conversation,
@@ -501,10 +506,25 @@ def delete_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
     )
 
 
-def _conversation_from_post(request) -> Conversation | None:
-    if not request.POST.get("conversation"):
-        return None
-    return get_object_or_404(Conversation, pk=request.POST["conversation"], owner=request.user)
+def _conversation_from_post(request) -> tuple[Conversation | None, str]:
+    """(The conversation the panel's hidden `conversation` field names, or None; the reason to
+    refuse the request, or ""). One that is missing or someone else's is a 404."""
+    value = request.POST.get("conversation", "")
+    if not value:
+        return None, ""
+    if not (value.isascii() and value.isdigit()):
+        return None, "The conversation to apply this to is not a number. Reload the page."
+    if len(value) > 18:  # past any id a database gives out
+        raise Http404
+    return get_object_or_404(Conversation, pk=int(value), owner=request.user), ""
+
+
+def _refused_panel(request, problem: str) -> HttpResponse:
+    """The panel as posted, with why the request was refused; nothing was saved."""
+    form = SettingsForm(request.POST)
+    form.is_valid()
+    form.add_error(None, problem)
+    return _panel(request, None, form, status=400)
 
 
 @login_required

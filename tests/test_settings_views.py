@@ -108,3 +108,98 @@ def test_another_users_settings_and_presets_are_out_of_reach(client, django_user
     )
     theirs.refresh_from_db()
     assert theirs.settings == {}
+
+
+def test_tools_nested_too_deeply_are_refused_beside_the_field(client, conversation):
+    deep = "[" * 10_000 + "]" * 10_000
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"tools": deep, "system_prompt": "Keep me"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "nested too deeply" in html
+    assert "Keep me" in html
+    conversation.refresh_from_db()
+    assert conversation.settings == {}
+
+
+def test_a_json_schema_nested_too_deeply_is_refused_beside_the_field(client, conversation):
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"response_format": "json_schema", "json_schema": deep},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "nested too deeply" in response.content.decode()
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800"])
+def test_tools_whose_json_spells_a_nul_or_a_lone_surrogate_are_refused(
+    client, conversation, escape
+):
+    tools = '[{"name": "f", "description": "a' + escape + 'b"}]'
+    response = client.post(
+        f"/c/{conversation.pk}/settings/", {"tools": tools}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    assert "Tools" in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.settings == {}
+
+
+@pytest.mark.parametrize("field", ["system_prompt", "stop", "voice", "tool_choice"])
+def test_a_nul_in_a_settings_text_field_is_refused_beside_it(client, conversation, field):
+    response = client.post(
+        f"/c/{conversation.pk}/settings/", {field: "a\x00b"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    assert "Null characters are not allowed." in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/presets/",
+        "/presets/{preset}/apply/",
+        "/presets/{preset}/default/",
+        "/presets/{preset}/delete/",
+    ],
+)
+def test_a_conversation_that_is_not_a_number_is_refused_by_the_preset_routes(
+    client, alice, conversation, route
+):
+    preset = Preset.objects.create(owner=alice, name="Mine", settings={"seed": 3})
+    response = client.post(
+        route.format(preset=preset.pk),
+        {"preset_name": "New", "conversation": "abc"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 400
+    assert "conversation" in response.content.decode().lower()
+    assert Preset.objects.filter(pk=preset.pk, is_default=False).exists()
+    assert not Preset.objects.filter(name="New").exists()
+
+
+def test_a_preset_name_with_a_nul_is_refused_in_the_panel(client, conversation):
+    response = client.post(
+        "/presets/",
+        {"preset_name": "a\x00b", "temperature": "0.1", "conversation": conversation.pk},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "Null characters are not allowed." in response.content.decode()
+    assert not Preset.objects.exists()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e400"])
+def test_tools_with_a_number_json_cannot_carry_are_refused(client, conversation, number):
+    tools = '[{"name": "f", "parameters": {"type": "object", "default": ' + number + "}}]"
+    response = client.post(
+        f"/c/{conversation.pk}/settings/", {"tools": tools}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    conversation.refresh_from_db()
+    assert conversation.settings == {}
