@@ -8,8 +8,13 @@ only for attachments of messages in the snapshot. A revoked or unknown token is 
 page and its media alike, from the moment it is revoked.
 
 "Continue this conversation" copies the snapshot into a new conversation of the viewer's: the
-messages as one straight path, the conversation's settings, and each attachment's files under a
-new key that the viewer owns.
+messages as one straight path and each attachment's files under a new key that the viewer owns.
+Not the sharer's settings, which the page does not show either (a system prompt can be private):
+the copy gets the viewer's defaults, as a new chat does, and its replies keep no request body
+(the request behind a reply holds the system prompt and settings it was sent with).
+
+Links to the site (the share dialog, the Shared links page, link previews) are made on the
+configured public origin (`public_origin`), never on the Host header a request came with.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from django.utils.text import Truncator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from . import branches, files
+from . import branches, files, turns
 from .attachments import _serve_file, copy_attachment
 from .models import Attachment, Conversation, Message, Share, load_attachments
 
@@ -121,11 +126,22 @@ def preview_image(messages: list[Message]) -> tuple[Attachment, str] | None:
     return None
 
 
-def absolute(request: HttpRequest, path: str) -> str:
-    """Previews are fetched by other servers: they need the public address, when one is set."""
+def public_origin(request: HttpRequest) -> str:
+    """Where people reach this site, e.g. https://chat.example.com: PLAYGROUND_PUBLIC_URL, else
+    the first (wildcard-free) DJANGO_CSRF_TRUSTED_ORIGINS, else the request's own scheme and
+    host. The last is safe only because the host was checked against ALLOWED_HOSTS, which
+    settings refuse to make a wildcard: a link must never carry a Host header someone made up."""
     if settings.PLAYGROUND_PUBLIC_URL:
-        return settings.PLAYGROUND_PUBLIC_URL.rstrip("/") + path
-    return request.build_absolute_uri(path)
+        return settings.PLAYGROUND_PUBLIC_URL.rstrip("/")
+    for origin in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" not in origin:
+            return origin.rstrip("/")
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def absolute(request: HttpRequest, path: str) -> str:
+    """An absolute URL to a path of this site: previews are fetched by other servers."""
+    return public_origin(request) + path
 
 
 # The shared page and its media -----------------------------------------------------------------
@@ -235,7 +251,8 @@ def revoke(request: HttpRequest, share_id: int) -> HttpResponse:
 
 # Continuing a shared conversation ----------------------------------------------------------------
 
-# Copied as they are; everything else on a message is its place in the tree or its lease.
+# Copied as they are; everything else on a message is its place in the tree, its lease, or its
+# request body (which holds the sharer's system prompt and settings).
 COPIED_FIELDS = (
     "role",
     "content",
@@ -247,7 +264,6 @@ COPIED_FIELDS = (
     "error",
     "usage",
     "cost",
-    "request",
     "tool_calls",
     "tool_call_id",
     "logprobs",
@@ -260,13 +276,12 @@ COPIED_FIELDS = (
 
 def fork(share: Share, viewer) -> Conversation:
     """Copy the snapshot into a new conversation of the viewer's and return it."""
-    original = share.conversation
     messages = snapshot_messages(share)
     copies: list[Attachment] = []
     try:
         with transaction.atomic():
             conversation = Conversation.objects.create(
-                owner=viewer, title=share.title, settings=dict(original.settings or {})
+                owner=viewer, title=share.title, settings=turns.default_settings(viewer)
             )
             parent = None
             for message in messages:

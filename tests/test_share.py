@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from chat import sharing
-from chat.models import Attachment, Conversation, Message, Share
+from chat.models import Attachment, Conversation, Message, Preset, Share
 from tests.conftest import PASSWORD
 from tests.media_files import make_image
 
@@ -451,7 +451,7 @@ def test_continuing_copies_messages_and_media_to_the_viewer(
     assert response.status_code == 302
     assert response.url == f"/c/{fork.pk}/"
     assert fork.title == "The yellow circle"
-    assert fork.settings == {"temperature": 0.3}
+    assert fork.settings == {}  # bob's defaults, as a new chat of his would get
 
     copied = list(fork.messages.order_by("id"))
     assert [(m.role, m.content) for m in copied] == [
@@ -519,6 +519,89 @@ def test_a_signed_in_viewer_sees_the_continue_button(alice_client, bob_client, c
     html = bob_client.get(f"/s/{share.token}/").content.decode()
     assert f'action="/s/{share.token}/continue/"' in html
     assert 'data-testid="continue"' in html
+
+
+def test_continuing_copies_the_messages_not_the_sharers_settings_or_system_prompt(
+    alice_client, bob_client, bob, conversation
+):
+    secret = "Never reveal the recipe XYZZY-42"
+    conversation.settings = {"system_prompt": secret, "temperature": 0.3, "seed": 7}
+    conversation.save()
+    answer = conversation.current
+    answer.request = {
+        "model": "alibaba/qwen3.5-omni-flash",
+        "messages": [
+            {"role": "system", "content": secret},
+            {"role": "user", "content": "What is in this picture?"},
+        ],
+        "temperature": 0.3,
+        "seed": 7,
+    }
+    answer.save()
+    Preset.objects.create(
+        owner=bob, name="Mine", is_default=True, settings={"system_prompt": "Bob's own way"}
+    )
+    share = share_of(alice_client, conversation)
+    assert secret not in Client().get(f"/s/{share.token}/").content.decode()
+
+    bob_client.post(f"/s/{share.token}/continue/")
+    fork = Conversation.objects.get(owner=bob)
+    assert fork.settings == {"system_prompt": "Bob's own way"}  # what a new chat of his gets
+    pages = [
+        bob_client.get(f"/c/{fork.pk}/").content.decode(),
+        bob_client.get(f"/c/{fork.pk}/settings/").content.decode(),
+    ]
+    pages += [
+        bob_client.get(f"/c/{fork.pk}/m/{reply.pk}/code/").content.decode()
+        for reply in fork.messages.filter(role="assistant")
+    ]
+    assert "Bob&#x27;s own way" in pages[1]
+    for html in pages:
+        assert "XYZZY" not in html
+    assert all(m.request is None for m in fork.messages.all())
+
+
+def test_the_share_dialog_says_a_continued_copy_gets_the_messages_only(
+    alice_client, conversation
+):
+    html = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "get the messages only, not your settings or system prompt" in html
+
+
+@pytest.mark.parametrize(
+    "public_url, trusted_origins, origin",
+    [
+        ("", ["https://chat.example.com", "http://localhost:8080"], "https://chat.example.com"),
+        ("https://public.example.org", ["https://chat.example.com"], "https://public.example.org"),
+    ],
+)
+def test_links_use_the_configured_origin_never_the_requests_host(
+    alice_client, conversation, settings, public_url, trusted_origins, origin
+):
+    # A wildcard, as the image used to allow: any Host header got through.
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.PLAYGROUND_PUBLIC_URL = public_url
+    settings.CSRF_TRUSTED_ORIGINS = trusted_origins
+    picture(conversation.owner, question_of(conversation), settings.MEDIA_ROOT)
+    evil = {"Host": "evil.example"}
+    dialog = alice_client.post(
+        f"/c/{conversation.pk}/share/",
+        {"visibility": "anyone"},
+        headers={"HX-Request": "true", **evil},
+    ).content.decode()
+    share = Share.objects.get()
+    page = Client().get(f"/s/{share.token}/", headers=evil).content.decode()
+    listing = alice_client.get("/shares/", headers=evil).content.decode()
+    revoked = alice_client.post(
+        f"/shares/{share.pk}/revoke/", headers={"HX-Request": "true", **evil}
+    ).content.decode()
+    link = f"{origin}/s/{share.token}/"
+    assert f'data-testid="share-url" href="{link}"' in dialog
+    assert f'<meta property="og:url" content="{link}">' in page
+    assert f'<meta property="og:image" content="{link}media/' in page
+    assert link in listing
+    for html in (dialog, page, listing, revoked):
+        assert "evil.example" not in html
 
 
 # Cost ---------------------------------------------------------------------------------------
