@@ -561,9 +561,7 @@ def test_continuing_copies_the_messages_not_the_sharers_settings_or_system_promp
     assert all(m.request is None for m in fork.messages.all())
 
 
-def test_the_share_dialog_says_a_continued_copy_gets_the_messages_only(
-    alice_client, conversation
-):
+def test_the_share_dialog_says_a_continued_copy_gets_the_messages_only(alice_client, conversation):
     html = alice_client.get(f"/c/{conversation.pk}/").content.decode()
     assert "get the messages only, not your settings or system prompt" in html
 
