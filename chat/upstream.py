@@ -116,14 +116,97 @@ class UpstreamStreamError(UpstreamError):
 PROTOCOL_HINT = "Check that PLAYGROUND_API_BASE points at an OpenAI-compatible API."
 RETRY_HINT = "Try again; the upstream had a problem."
 DROPPED_HINT = "Try again; the connection was interrupted."
+STREAM_HINT = "Try again; if it happens again, change the input or settings."
+BAD_REQUEST_HINT = (
+    "Shorten the input, remove an attachment, or change the setting the message names."
+)
+MODEL_HINT = (
+    "Check the model: the one chosen in the settings panel, or PLAYGROUND_MODEL and "
+    "PLAYGROUND_MODELS, must name a model the upstream serves."
+)
+CONTEXT_HINT = "Shorten the input or the conversation, or remove an attachment."
+CONTENT_HINT = "Rephrase the message; the upstream's content check refused it."
 
 # Vendor error codes that say more about what to do than the HTTP status does.
 CODE_HINTS = {
     "invalid_api_key": "Check PLAYGROUND_API_KEY.",
     "insufficient_quota": "Check the account's credits.",
-    "data_inspection_failed": "The upstream's content check refused it; change the input.",
-    "context_length_exceeded": "Shorten the conversation or remove an attachment.",
+    "data_inspection_failed": CONTENT_HINT,
+    "content_filter": CONTENT_HINT,
+    "context_length_exceeded": CONTEXT_HINT,
+    "model_not_found": MODEL_HINT,
 }
+
+# What an error message says, as servers word it (OpenAI, the vendor, LiteLLM, vLLM, Ollama).
+# Checked in this order: "This model's maximum context length" is about the context, not the model.
+CONTEXT_WORDS = re.compile(
+    r"context[ _](length|window)|maximum context|too long|too many tokens|input length|"
+    r"reduce the length",
+    re.IGNORECASE,
+)
+CONTENT_WORDS = re.compile(
+    r"content[ _-]?(filter|policy|management)|inappropriate|\bsafety\b|moderation|data_inspection",
+    re.IGNORECASE,
+)
+KEY_WORDS = re.compile(
+    r"\bapi[ _-]?key|authenticat|unauthori[sz]ed|\bbearer\b|server token", re.IGNORECASE
+)
+MODEL_WORDS = re.compile(
+    r"model[ _]name|model_not_found|\b(invalid|unknown|unsupported|no such) model\b|"
+    r"\bmodel\b[^.;]*\b(not found|does not exist|not exist|is not available|unknown)\b",
+    re.IGNORECASE,
+)
+
+
+def error_hint(
+    kind: str,
+    *,
+    status: int | None = None,
+    message: str = "",
+    code: str = "",
+    retry_after: float | None = None,
+    has_key: bool = True,
+) -> str:
+    """What to do about an upstream error, for a person. Pure.
+
+    A vendor code says it plainly; then the kinds whose status says more than any message
+    (authentication, rate limits, server trouble); then what the message says; then the status.
+    """
+    key_hint = (
+        "Check PLAYGROUND_API_KEY; the upstream did not accept it."
+        if has_key
+        else "Set PLAYGROUND_API_KEY; the upstream requires an API key."
+    )
+    if code in CODE_HINTS:
+        return CODE_HINTS[code]
+    wait = f"Wait {max(1, math.ceil(retry_after))} s and retry." if retry_after is not None else ""
+    if kind == "auth":
+        return key_hint
+    if kind == "forbidden":
+        return "Check the account's credits and that the key may use this model."
+    if kind == "rate_limited":
+        return wait or "Wait a moment and retry."
+    if kind == "server":
+        return f"{wait} The upstream had a problem." if wait else RETRY_HINT
+    if kind == "timeout":
+        return "Try again; the upstream took too long."
+    if CONTEXT_WORDS.search(message):
+        return CONTEXT_HINT
+    if CONTENT_WORDS.search(message):
+        return CONTENT_HINT
+    if KEY_WORDS.search(message):
+        return key_hint
+    if MODEL_WORDS.search(message):
+        return MODEL_HINT
+    if kind == "not_found":
+        return "Check PLAYGROUND_API_BASE and the model name."
+    if kind == "protocol":
+        return PROTOCOL_HINT
+    if kind == "stream":
+        return STREAM_HINT
+    if status == 413:
+        return "Shorten the input or remove an attachment."
+    return BAD_REQUEST_HINT
 
 
 def _redact(text: str) -> str:
@@ -156,7 +239,7 @@ def _flatten(value: Any) -> str:
     return str(value)
 
 
-def _describe(body: Any) -> tuple[str, str]:
+def _describe(body: Any, status: int | None = None) -> tuple[str, str]:
     """(message, code) from an error body in the gateway, vendor or OpenAI shape, or text."""
     if isinstance(body, str):
         return _text_message(body), ""
@@ -169,8 +252,7 @@ def _describe(body: Any) -> tuple[str, str]:
     message = _flatten(inner.get("message")) or _flatten(body.get("message"))
     if not message and isinstance(error, str):
         message = error
-    code = inner.get("code") or inner.get("type") or body.get("code") or ""
-    code = code if isinstance(code, str) else ""
+    code = _error_code(inner, body, status)
     # Validation details (400 "Body validation error!") sit beside the message, under some key.
     found = [inner.get("details"), body.get("errors"), body.get("details"), body.get("issues")]
     details = [text for text in map(_flatten, found) if text and text not in message]
@@ -179,6 +261,19 @@ def _describe(body: Any) -> tuple[str, str]:
     if code and message and code not in message:
         message = f"{message} ({code})"
     return _clip(message or code), code
+
+
+def _error_code(inner: dict, body: dict, status: int | None) -> str:
+    """The word that names the error: a code like "invalid_api_key", else the type
+    ("auth_error"). Some servers (LiteLLM, vLLM) put the HTTP status in `code`: "400" says
+    nothing the status does not, so it is kept only when nothing else names the error."""
+    found = [inner.get("code"), inner.get("type"), body.get("code"), body.get("type")]
+    named = [str(v) for v in found if isinstance(v, str | int) and not isinstance(v, bool)]
+    words = [v for v in named if v.strip() and not v.strip().isdigit()]
+    if words:
+        return words[0]
+    numbers = [v.strip() for v in named if v.strip()]
+    return numbers[0] if numbers and numbers[0] != str(status) else ""
 
 
 def _text_message(text: str) -> str:
@@ -231,37 +326,19 @@ def _kind_for(status: int) -> str:
     return "bad_request"
 
 
-def _hint(kind: str, status: int | None, retry_after: float | None, code: str = "") -> str:
-    if code in CODE_HINTS:
-        return CODE_HINTS[code]
-    wait = f"Wait {max(1, math.ceil(retry_after))} s and retry." if retry_after is not None else ""
-    if kind == "auth":
-        if not settings.PLAYGROUND_API_KEY:
-            return "Set PLAYGROUND_API_KEY; the upstream requires an API key."
-        return "Check PLAYGROUND_API_KEY; the upstream did not accept it."
-    if kind == "forbidden":
-        return "Check the account's credits and that the key may use this model."
-    if kind == "not_found":
-        return "Check PLAYGROUND_API_BASE and the model name."
-    if kind == "rate_limited":
-        return wait or "Wait a moment and retry."
-    if kind == "server":
-        return f"{wait} The upstream had a problem.".strip() if wait else RETRY_HINT
-    if kind == "timeout":
-        return "Try again; the upstream took too long."
-    if kind == "protocol":
-        return PROTOCOL_HINT
-    if status == 413:
-        return "Shorten the input or remove an attachment."
-    return "Shorten the input, remove an attachment, or change the setting the message names."
-
-
 def _http_error(response: httpx.Response, text: str) -> UpstreamHTTPError:
     status = response.status_code
     retry_after = _retry_after(response.headers.get("retry-after"))
-    message, code = _describe(_parse_body(text))
+    message, code = _describe(_parse_body(text), status)
     kind = _kind_for(status)
-    hint = _hint(kind, status, retry_after, code)
+    hint = error_hint(
+        kind,
+        status=status,
+        message=message,
+        code=code,
+        retry_after=retry_after,
+        has_key=bool(settings.PLAYGROUND_API_KEY),
+    )
     if kind == "protocol":
         location = response.headers.get("location", "")
         hint = f"Check PLAYGROUND_API_BASE; the upstream redirects to {location or 'elsewhere'}."
@@ -271,7 +348,9 @@ def _http_error(response: httpx.Response, text: str) -> UpstreamHTTPError:
 
 def _stream_error(body: Any) -> UpstreamStreamError:
     message, code = _describe(body)
-    hint = CODE_HINTS.get(code, "Try again; if it happens again, change the input or settings.")
+    hint = error_hint(
+        "stream", message=message, code=code, has_key=bool(settings.PLAYGROUND_API_KEY)
+    )
     return UpstreamStreamError(message or "the upstream reported an error in the stream", hint=hint)
 
 
@@ -403,7 +482,8 @@ async def _check_response(response: httpx.Response) -> None:
     if content_type.lower() != "text/event-stream":
         message, code = _describe(_parse_body(await _read_body(response)))
         what = content_type or "a body without a content type"
-        hint = CODE_HINTS.get(code) or PROTOCOL_HINT
+        has_key = bool(settings.PLAYGROUND_API_KEY)
+        hint = error_hint("protocol", message=message, code=code, has_key=has_key)
         raise UpstreamProtocolError(
             message or f"expected an event stream, got {what}",
             status=response.status_code,

@@ -522,6 +522,185 @@ async def test_400_vendor_content_check_hint():
     assert "content check" in error.hint
 
 
+async def test_400_litellm_numeric_code_gives_way_to_the_type_and_a_model_hint():
+    body = {
+        "error": {
+            "message": "litellm.BadRequestError: Invalid model name passed in model=omni-x. "
+            "Call `/v1/models` to view available models for your key.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "400",
+        }
+    }
+    error = await fail(mock_client(json.dumps(body), 400, "application/json"))
+    assert (error.kind, error.status) == ("bad_request", 400)
+    assert error.message.endswith("available models for your key. (invalid_request_error)")
+    assert "(400)" not in error.message
+    assert "PLAYGROUND_MODEL" in error.hint and "Shorten" not in error.hint
+
+
+async def test_401_litellm_auth_error_keeps_its_type():
+    body = {
+        "error": {
+            "message": "Authentication Error, Invalid proxy server token passed.",
+            "type": "auth_error",
+            "param": "None",
+            "code": "401",
+        }
+    }
+    error = await fail(mock_client(json.dumps(body), 401, "application/json"))
+    assert error.message == "Authentication Error, Invalid proxy server token passed. (auth_error)"
+    assert error.hint.startswith("Check PLAYGROUND_API_KEY")
+
+
+async def test_400_vllm_context_length_says_shorten():
+    body = {
+        "object": "error",
+        "message": "This model's maximum context length is 4096 tokens. However, you requested "
+        "5000 tokens. Please reduce the length of the messages.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+    error = await fail(mock_client(json.dumps(body), 400, "application/json"))
+    assert error.message.endswith("(BadRequestError)")
+    assert error.hint == upstream.CONTEXT_HINT
+
+
+async def test_404_model_not_found_points_at_the_model_setting():
+    body = {"error": {"message": 'model "omni-x" not found, try pulling it first'}}
+    error = await fail(mock_client(json.dumps(body), 404, "application/json"))
+    assert error.kind == "not_found"
+    assert error.hint == upstream.MODEL_HINT
+
+
+def test_a_numeric_code_is_kept_only_when_nothing_else_says_what_failed():
+    assert parse_error({"error": {"message": "Bad", "code": "400"}}) == "Bad (400)"
+    assert parse_error({"error": {"message": "Bad", "code": 400, "type": "x_error"}}) == (
+        "Bad (x_error)"
+    )
+
+
+def parse_error(data: dict) -> str:
+    with pytest.raises(UpstreamStreamError) as info:
+        parse_chunk(data)
+    return info.value.message
+
+
+def test_an_error_inside_a_stream_gets_a_hint_by_what_it_says():
+    with pytest.raises(UpstreamStreamError) as info:
+        parse_chunk(
+            {"error": {"message": "Input is too long for the context window", "code": "400"}}
+        )
+    assert info.value.hint == upstream.CONTEXT_HINT
+
+
+GENERIC = "Shorten the input, remove an attachment, or change the setting the message names."
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "message", "code", "has_key", "hint"),
+    [
+        # the message says what is wrong
+        ("bad_request", 400, "Invalid model name passed in model=x", "", True, "MODEL"),
+        (
+            "bad_request",
+            400,
+            "The model `x` does not exist",
+            "invalid_request_error",
+            True,
+            "MODEL",
+        ),
+        ("not_found", 404, 'model "x" not found, try pulling it first', "", True, "MODEL"),
+        ("bad_request", 400, "Unknown model: x", "", True, "MODEL"),
+        ("bad_request", 400, "Incorrect API key provided", "", True, "KEY"),
+        ("bad_request", 400, "Missing Authentication header", "", False, "SET_KEY"),
+        ("bad_request", 400, "This model's maximum context length is 4096", "", True, "CONTEXT"),
+        ("bad_request", 400, "Prompt is too long", "", True, "CONTEXT"),
+        ("bad_request", 400, "Range of input length should be [1, 30720]", "", True, "CONTEXT"),
+        ("stream", None, "context_length_exceeded", "", True, "CONTEXT"),
+        ("bad_request", 400, "Output may contain inappropriate content.", "", True, "CONTENT"),
+        ("bad_request", 400, "Blocked by the content filter", "", True, "CONTENT"),
+        ("stream", None, "Response was blocked for safety reasons", "", True, "CONTENT"),
+        # a vendor code says it plainly
+        ("bad_request", 400, "Anything", "data_inspection_failed", True, "CONTENT"),
+        ("bad_request", 400, "Anything", "context_length_exceeded", True, "CONTEXT"),
+        ("not_found", 404, "Anything", "model_not_found", True, "MODEL"),
+        ("bad_request", 400, "Anything", "invalid_api_key", True, "Check PLAYGROUND_API_KEY."),
+        # nothing in the message: the status decides
+        ("bad_request", 400, "Body validation error!: temperature: Too big", "", True, GENERIC),
+        (
+            "bad_request",
+            400,
+            "messages.0.content: Required (invalid_request_error)",
+            "",
+            True,
+            GENERIC,
+        ),
+        ("bad_request", 413, "", "", True, "Shorten the input or remove an attachment."),
+        (
+            "not_found",
+            404,
+            "Cannot POST /v1/chat/completion",
+            "",
+            True,
+            "Check PLAYGROUND_API_BASE and the model name.",
+        ),
+        (
+            "stream",
+            None,
+            "Upstream model overloaded",
+            "",
+            True,
+            "Try again; if it happens again, change the input or settings.",
+        ),
+        # the status is the stronger signal
+        (
+            "auth",
+            401,
+            "invalid model",
+            "",
+            True,
+            "Check PLAYGROUND_API_KEY; the upstream did not accept it.",
+        ),
+        (
+            "auth",
+            401,
+            "API key required",
+            "",
+            False,
+            "Set PLAYGROUND_API_KEY; the upstream requires an API key.",
+        ),
+        ("rate_limited", 429, "Too many tokens per minute", "", True, "Wait a moment and retry."),
+        ("server", 500, "The model crashed", "", True, "Try again; the upstream had a problem."),
+        (
+            "forbidden",
+            403,
+            "You've run out of credits",
+            "",
+            True,
+            "Check the account's credits and that the key may use this model.",
+        ),
+    ],
+)
+def test_the_hint_follows_what_the_error_says(kind, status, message, code, has_key, hint):
+    named = {
+        "MODEL": upstream.MODEL_HINT,
+        "KEY": "Check PLAYGROUND_API_KEY; the upstream did not accept it.",
+        "SET_KEY": "Set PLAYGROUND_API_KEY; the upstream requires an API key.",
+        "CONTEXT": upstream.CONTEXT_HINT,
+        "CONTENT": upstream.CONTENT_HINT,
+    }
+    chosen = upstream.error_hint(kind, status=status, message=message, code=code, has_key=has_key)
+    assert chosen == named.get(hint, hint)
+
+
+def test_the_hints_name_the_settings_to_check():
+    assert "PLAYGROUND_MODEL" in upstream.MODEL_HINT and "settings" in upstream.MODEL_HINT
+    assert "Shorten" in upstream.CONTEXT_HINT
+    assert "Rephrase" in upstream.CONTENT_HINT and "content check" in upstream.CONTENT_HINT
+
+
 async def test_422_message_list():
     body = {
         "statusCode": 422,
