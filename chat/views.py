@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
@@ -177,6 +178,20 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
     return await sync_to_async(_composer)(request, conversation, ComposerForm())
 
 
+def _error_note(problem: str) -> str:
+    return f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>'
+
+
+def _refused_page(request, conversation: Conversation, problem: str) -> HttpResponse:
+    """Without htmx: the chat page again, the reason beside the composer."""
+    form = ComposerForm()
+    form.is_valid()  # an unbound form: no errors of its own, room for this one
+    form.errors[NON_FIELD_ERRORS] = form.error_class([problem])
+    response = _chat_page(request, conversation, form)
+    response.status_code = 422
+    return response
+
+
 def _invalid_page(request, conversation_id, form):
     conversation = None
     if conversation_id is not None:
@@ -194,9 +209,14 @@ def _regenerate(user, conversation_id: int, message_id: int):
         conversation=conversation,
         role=Message.Role.ASSISTANT,
     )
-    parent = Message.objects.get(pk=earlier.parent_id)
+    parent = Message.objects.filter(pk=earlier.parent_id, conversation=conversation).first()
+    if parent is None:  # e.g. an imported conversation that starts with a reply
+        return conversation, None, NO_PROMPT_REFUSAL
     assistant, payload = turns.begin_reply(conversation, parent)
     return conversation, assistant, payload
+
+
+NO_PROMPT_REFUSAL = "This reply has no message to answer, so it can't be regenerated."
 
 
 @require_POST
@@ -207,6 +227,15 @@ async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int)
     conversation, assistant, payload = await sync_to_async(_regenerate)(
         user, conversation_id, message_id
     )
+    if assistant is None:
+        if not request.htmx:
+            return await sync_to_async(_refused_page)(request, conversation, payload)
+        # Retry buttons swap nothing: the refusal goes to the end of the reply it is about.
+        return HttpResponse(
+            _error_note(payload),
+            status=422,
+            headers={"HX-Retarget": f"#message-{message_id}", "HX-Reswap": "beforeend"},
+        )
     await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
         return HttpResponse(status=204)
@@ -269,13 +298,11 @@ async def edit_message(
     if request.method == "GET":
         return await sync_to_async(_edit_form)(request, user, conversation_id, message_id)
     text = request.POST.get("content", "")
-    keep = request.POST.getlist("keep")
+    # Keys are slugs: one with a NUL names no attachment (and PostgreSQL refuses to look).
+    keep = [key for key in request.POST.getlist("keep") if "\x00" not in key]
     result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
     if isinstance(result, str):
-        return HttpResponse(
-            f'<div class="error" data-testid="error" role="alert">{escape(result)}</div>',
-            status=422,
-        )
+        return HttpResponse(_error_note(result), status=422)
     conversation, assistant, payload = result
     await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
@@ -302,6 +329,8 @@ def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str
         Message, pk=message_id, conversation=conversation, role=Message.Role.USER
     )
     kept = list(original.attachments.filter(key__in=keep))
+    if "\x00" in text:
+        return NUL_REFUSAL
     if not text.strip() and not kept:
         return "Type a message or keep an attachment."
     if len(text) > 100_000:
@@ -558,6 +587,8 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
     missing = [c["function"]["name"] for c in calls if not results.get(c["id"], "").strip()]
     if not calls or missing:
         return f"Give a result for {', '.join(missing)}.", None
+    if any("\x00" in results[c["id"]] for c in calls):
+        return NUL_REFUSAL, None
     with transaction.atomic():
         parent = call_message
         created = []
@@ -589,10 +620,7 @@ async def tool_results(
     }
     problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
     if problem:
-        return HttpResponse(
-            f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>',
-            status=422,
-        )
+        return HttpResponse(_error_note(problem), status=422)
     conversation, messages, payload, frames = turn
     await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if request.htmx:
@@ -607,6 +635,12 @@ async def tool_results(
 def search(request: HtmxHttpRequest) -> HttpResponse:
     """Titles and message text; an empty query shows the grouped list again."""
     query = request.GET.get("q", "").strip()[:200]
+    if "\x00" in query:
+        return HttpResponse(
+            '<nav class="conversation-list" id="conversation-list" '
+            f'aria-label="Saved conversations">{_error_note(NUL_REFUSAL)}</nav>',
+            status=422,
+        )
     if query:
         context = {"query": query, "hits": search_conversations(request.user, query)}
     else:
@@ -619,10 +653,10 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
 def rename(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     title = " ".join(request.POST.get("title", "").split())[:200]
-    if not title:
+    problem = NUL_REFUSAL if "\x00" in title else "" if title else "A title cannot be empty."
+    if problem:
         return HttpResponse(
-            '<p class="error" data-testid="error" role="alert">A title cannot be empty.</p>',
-            status=422,
+            f'<p class="error" data-testid="error" role="alert">{problem}</p>', status=422
         )
     conversation.title = title
     conversation.save(update_fields=["title"])

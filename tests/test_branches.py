@@ -2,6 +2,7 @@
 request sent upstream carries only the path shown."""
 
 import asyncio
+import html
 
 import pytest
 
@@ -212,3 +213,41 @@ async def test_another_user_cannot_switch_edit_or_delete(
         )
         assert response.status_code == 404, action
     assert await Message.objects.filter(pk=message.pk, content="x").aexists()
+
+
+def test_a_reply_with_no_message_to_answer_cannot_be_regenerated(alice, alice_client):
+    """An imported conversation can start with a reply: there is nothing to send again."""
+    from chat.models import Conversation
+
+    conversation = Conversation.objects.create(owner=alice, title="Imported")
+    orphan = Message.objects.create(
+        conversation=conversation, role="assistant", content="Hello", status="complete"
+    )
+    response = alice_client.post(
+        f"/c/{conversation.pk}/m/{orphan.pk}/retry/", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    assert "This reply has no message to answer, so it can't be regenerated." in html.unescape(
+        response.content.decode()
+    )
+    assert response.headers["HX-Retarget"] == f"#message-{orphan.pk}"
+    assert list(conversation.messages.values_list("pk", flat=True)) == [orphan.pk]
+    page = alice_client.post(f"/c/{conversation.pk}/m/{orphan.pk}/retry/")
+    assert page.status_code == 422
+    assert "no message to answer" in page.content.decode()
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x00media0\x00"])
+def test_an_edit_with_a_nul_is_refused_in_place_and_nothing_is_sent(alice, alice_client, text):
+    from chat.models import Conversation
+
+    conversation = Conversation.objects.create(owner=alice, title="Edits")
+    original = Message.objects.create(conversation=conversation, role="user", content="hi")
+    response = alice_client.post(
+        f"/c/{conversation.pk}/m/{original.pk}/edit/",
+        {"content": text, "keep": ["x\x00y"]},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "Null characters are not allowed." in response.content.decode()
+    assert list(conversation.messages.values_list("pk", flat=True)) == [original.pk]

@@ -109,3 +109,23 @@ def test_another_user_cannot_rename_pin_or_delete(client, alice, django_user_mod
         assert client.post(f"/c/{theirs.pk}/{action}/", {"title": "x"}).status_code == 404
     theirs.refresh_from_db()
     assert theirs.title == "Bob's" and not theirs.pinned
+
+
+def test_a_title_with_a_nul_is_refused_in_place(client, alice):
+    conversation = Conversation.objects.create(owner=alice, title="Old")
+    response = client.post(
+        f"/c/{conversation.pk}/rename/", {"title": "a\x00b"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    assert "Null characters are not allowed." in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.title == "Old"
+
+
+def test_a_search_with_a_nul_says_why_it_finds_nothing(client, alice):
+    Conversation.objects.create(owner=alice, title="a b")
+    response = client.get("/search/", {"q": "a\x00b"}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Null characters are not allowed." in html
+    assert 'id="conversation-list"' in html  # it takes the list's place

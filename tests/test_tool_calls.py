@@ -1,5 +1,8 @@
 import json
 
+import pytest
+
+from chat.models import Conversation, Message
 from chat.tool_calls import merge_fragments, ordered, pretty_arguments
 
 
@@ -41,3 +44,21 @@ def test_fragments_are_assembled_per_index_across_chunks():
 def test_invalid_arguments_are_flagged_not_hidden():
     assert pretty_arguments('{"a": 1}') == ('{\n  "a": 1\n}', True)
     assert pretty_arguments('{"a": ') == ('{"a": ', False)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("result", ["a\x00b", "\x00media0\x00"])
+def test_a_tool_result_with_a_nul_is_refused_in_place(alice, alice_client, result):
+    conversation = Conversation.objects.create(owner=alice, title="Tools")
+    calls = [{"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    asked = Message.objects.create(
+        conversation=conversation, role="assistant", status="complete", tool_calls=calls
+    )
+    response = alice_client.post(
+        f"/c/{conversation.pk}/m/{asked.pk}/tool-results/",
+        {"result_call_a": result},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "Null characters are not allowed." in response.content.decode()
+    assert list(conversation.messages.values_list("pk", flat=True)) == [asked.pk]
