@@ -13,8 +13,10 @@ RUN DJANGO_SECRET_KEY=collectstatic-only PLAYGROUND_DATA_DIR=/tmp/build-data \
     /venv/bin/python manage.py collectstatic --noinput --verbosity 0
 
 FROM python:3.13-slim
+# No default host names: run with -e DJANGO_ALLOWED_HOSTS=chat.example.com (the entrypoint says
+# so and stops when it is missing).
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    PLAYGROUND_DATA_DIR=/data DJANGO_ALLOWED_HOSTS=*
+    PLAYGROUND_DATA_DIR=/data
 RUN useradd --system --uid 1000 --home-dir /app playground \
     && mkdir /data && chown playground /data
 WORKDIR /app

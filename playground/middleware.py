@@ -8,6 +8,8 @@ and keep the thread only where a hook does I/O: saving a changed session, storin
 messages, reading a large form body. WhiteNoise (sync-only) is made async the same way.
 """
 
+import ipaddress
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -22,6 +24,71 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 # A form body up to this size is parsed on the event loop (it is in memory already).
 SMALL_BODY = 64 * 1024
+
+
+# Headers a proxy sets about the client; believed only from PLAYGROUND_TRUSTED_PROXIES.
+FORWARDED_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_X_REAL_IP",
+    "HTTP_FORWARDED",
+)
+
+
+def _ip(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(meta: dict, trusted: list) -> str:
+    """The client's address: REMOTE_ADDR, unless that is a trusted proxy; then the right-most
+    address in X-Forwarded-For that is not itself a trusted proxy (the ones to its left were
+    written by the client and could say anything)."""
+    peer = meta.get("REMOTE_ADDR", "")
+    address = _ip(peer)
+    if address is None or not any(address in network for network in trusted):
+        return peer
+    for hop in reversed(meta.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        hop_address = _ip(hop)
+        if hop_address is None:
+            break  # not something a proxy of ours wrote: keep the last one we can believe
+        address = hop_address
+        if not any(hop_address in network for network in trusted):
+            break
+    return str(address)
+
+
+class ClientAddress:
+    """From a trusted proxy, REMOTE_ADDR becomes the client's address (see `client_address`);
+    from anyone else, forwarded headers are dropped, so that nothing after this (the log-in
+    throttle, SECURE_PROXY_SSL_HEADER) takes a client's word for its address or scheme. Pure
+    header work: it runs on the event loop."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.trusted = [ipaddress.ip_network(n) for n in settings.PLAYGROUND_TRUSTED_PROXIES]
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _adjust(self, meta: dict) -> None:
+        address = _ip(meta.get("REMOTE_ADDR", ""))
+        if address is not None and any(address in network for network in self.trusted):
+            meta["REMOTE_ADDR"] = client_address(meta, self.trusted)
+        else:
+            for name in FORWARDED_HEADERS:
+                meta.pop(name, None)
+
+    def __call__(self, request):
+        self._adjust(request.META)
+        return self.get_response(request)  # a coroutine on the async path, awaited by the caller
 
 
 class _OnTheLoop:

@@ -4,6 +4,7 @@ A bad value stops start-up with a message that names the variable.
 """
 
 import importlib.util
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -81,9 +82,40 @@ ALLOWED_HOSTS = [
     for h in envstr("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if h.strip()
 ]
+# A wildcard would let any Host header through, and the host is what a page's own links and
+# Django's redirects are made of.
+if any("*" in host for host in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS must list the host names people use to reach the site "
+        "(e.g. chat.example.com,localhost), not '*'"
+    )
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in envstr("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+
+
+def _networks(name: str) -> list[str]:
+    """Comma-separated IP addresses or CIDR networks, as networks ('10.0.0.5' -> '10.0.0.5/32')."""
+    networks = []
+    for part in envstr(name, "").split(","):
+        if not part.strip():
+            continue
+        try:
+            network = ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be IP addresses or networks separated by commas "
+                f"(e.g. 172.28.0.10,10.1.0.0/16), not {part.strip()!r}"
+            ) from None
+        if network.prefixlen == 0:
+            raise ImproperlyConfigured(f"{name} must not trust every address ({part.strip()!r})")
+        networks.append(str(network))
+    return networks
+
+
+# Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (playground.middleware
+# .ClientAddress): from any other peer those headers are dropped before anything reads them.
+PLAYGROUND_TRUSTED_PROXIES = _networks("PLAYGROUND_TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "daphne",  # before staticfiles, so runserver is the ASGI server
@@ -99,6 +131,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the client's address (and scheme) from a trusted proxy, or no forwarded headers.
+    "playground.middleware.ClientAddress",
     # Django's own, run on the event loop where they do no I/O (see playground/middleware.py).
     "playground.middleware.Security",
     "playground.middleware.StaticFiles",
@@ -396,6 +430,18 @@ PLAYGROUND_PUBLIC_URL = (
 if PLAYGROUND_MEDIA_DELIVERY == "url" and not PLAYGROUND_PUBLIC_URL:
     raise ImproperlyConfigured("PLAYGROUND_MEDIA_DELIVERY=url needs PLAYGROUND_PUBLIC_URL")
 PLAYGROUND_MEDIA_URL_SECONDS = envint("PLAYGROUND_MEDIA_URL_SECONDS", "3600", minimum=60)
+
+# Served over TLS (an https:// public URL or trusted origin): cookies only go over https, and
+# browsers are told to use nothing else (HSTS, PLAYGROUND_HSTS_SECONDS; 0 turns it off). Behind
+# a proxy that ends TLS, a request counts as https from X-Forwarded-Proto, believed only from
+# PLAYGROUND_TRUSTED_PROXIES (the header is removed from anyone else's requests).
+SERVED_OVER_HTTPS = PLAYGROUND_PUBLIC_URL.startswith("https://") or any(
+    origin.startswith("https://") for origin in CSRF_TRUSTED_ORIGINS
+)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SERVED_OVER_HTTPS
+SECURE_HSTS_SECONDS = envint("PLAYGROUND_HSTS_SECONDS", "31536000") if SERVED_OVER_HTTPS else 0
+if PLAYGROUND_TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 DATA_UPLOAD_MAX_MEMORY_SIZE = PLAYGROUND_UPLOAD_CHUNK_BYTES + MB
 # Request bodies (playground/request_limits.py): refused with 413 by the server before they are
 # read, past this size for any route but an upload chunk (PLAYGROUND_UPLOAD_CHUNK_BYTES) and an
