@@ -9,7 +9,6 @@ media summarised, for saving and showing.
 import asyncio
 import base64
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -162,21 +161,84 @@ def elided(body: dict[str, Any]) -> dict[str, Any]:
     return _walk(body, InlineMedia.describe)
 
 
-# A string no request can contain: json.dumps writes NUL as \u0000, and the real text never
-# carries that escape next to this marker.
-_PLACEHOLDER = re.compile(r'"\\u0000media\d+\\u0000"')
+def _holding_media(value: Any, found: set[int]) -> bool:
+    """Whether `value` holds an InlineMedia; the ids of the containers that do go in `found`."""
+    if isinstance(value, InlineMedia):
+        return True
+    if isinstance(value, dict):
+        children = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return False
+    holds = False
+    for child in children:
+        holds = _holding_media(child, found) or holds
+    if holds:
+        found.add(id(value))
+    return holds
 
 
 def _template(body: dict[str, Any]) -> tuple[list[str], list[InlineMedia]]:
-    """The body's JSON split around its media: n + 1 text pieces around n media. Pure."""
+    """The body's JSON split around its media: n + 1 text pieces around n media, each medium
+    standing where its JSON string goes (without the quotes). Written by following the body's
+    structure, not by marking places in its text, so no text in it, whatever it spells, can be
+    taken for a medium. What holds no media is written by json.dumps in one go. Pure."""
+    texts: list[str] = []
     media: list[InlineMedia] = []
+    piece: list[str] = []
+    holders: set[int] = set()
+    _holding_media(body, holders)
 
-    def placeholder(item: InlineMedia) -> str:
-        media.append(item)
-        return f"\x00media{len(media) - 1}\x00"
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
-    text = json.dumps(_walk(body, placeholder), ensure_ascii=False, separators=(",", ":"))
-    return _PLACEHOLDER.split(text), media
+    def write(value: Any) -> None:
+        if isinstance(value, InlineMedia):
+            texts.append("".join(piece))
+            piece.clear()
+            media.append(value)
+        elif id(value) not in holders:
+            piece.append(dump(value))
+        elif isinstance(value, dict):
+            piece.append("{")
+            plain: dict[str, Any] = {}  # a run of entries without media: one json.dumps
+            for key, item in value.items():
+                if id(item) in holders or isinstance(item, InlineMedia):
+                    if plain:
+                        piece.append(dump(plain)[1:-1] + ",")
+                        plain = {}
+                    piece.append(f"{dump(str(key))}:")
+                    write(item)
+                    piece.append(",")
+                else:
+                    plain[key] = item
+            if plain:
+                piece.append(dump(plain)[1:-1])
+            elif piece[-1] == ",":
+                piece.pop()
+            piece.append("}")
+        else:
+            piece.append("[")
+            run: list[Any] = []  # a run of items without media: one json.dumps
+            for item in value:
+                if id(item) in holders or isinstance(item, InlineMedia):
+                    if run:
+                        piece.append(dump(run)[1:-1] + ",")
+                        run = []
+                    write(item)
+                    piece.append(",")
+                else:
+                    run.append(item)
+            if run:
+                piece.append(dump(run)[1:-1])
+            elif piece[-1] == ",":
+                piece.pop()
+            piece.append("]")
+
+    write(body)
+    texts.append("".join(piece))
+    return texts, media
 
 
 def body_length(body: dict[str, Any]) -> int:

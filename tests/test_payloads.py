@@ -1,3 +1,7 @@
+import hypothesis
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+
 from chat.branches import path_to as history
 from chat.models import Message
 from chat.payloads import build_request
@@ -107,3 +111,85 @@ async def test_an_attachment_without_text_is_sent_alone(tmp_path, settings):
     assert [p["type"] for p in sent["messages"][0]["content"]] == ["input_audio"]
     assert sent["messages"][0]["content"][0]["input_audio"]["format"] == "wav"
     assert request_errors(sent) == []
+
+
+TEXTS_LIKE_THE_ENCODERS_OWN = [
+    "\x00media0\x00",
+    "\x00media1\x00",
+    "\\u0000media0\\u0000",
+    '"\\u0000media0\\u0000"',
+    'before "\x00media0\x00" after',
+]
+
+
+async def test_text_that_looks_like_a_media_placeholder_is_sent_as_it_is(tmp_path, settings):
+    import base64
+    import json
+
+    from chat.payloads import body_length
+
+    settings.MEDIA_ROOT = tmp_path
+    image = _attachment(tmp_path, "image", "image/png", b"\x89PNG fake image")
+    audio = _attachment(tmp_path, "audio", "audio/wav", b"RIFF....WAVE")
+    for text in TEXTS_LIKE_THE_ENCODERS_OWN:
+        history = [msg(1, "user", text), msg(2, "assistant", text, 1), msg(3, "user", text, 2)]
+        body = build_request(
+            history, {"system_prompt": text, "stop": [text]}, MODEL, {1: [image], 3: [audio]}
+        )
+        data = await _encoded(body)
+        assert len(data) == body_length(body), text
+        sent = json.loads(data)
+        first, reply, last = sent["messages"][1:]
+        assert sent["messages"][0]["content"] == text.strip()
+        assert sent["stop"] == [text]
+        assert first["content"][0] == {"type": "text", "text": text}
+        image_url = first["content"][1]["image_url"]["url"]
+        assert base64.b64decode(image_url.split(",")[1]) == b"\x89PNG fake image"
+        assert reply["content"] == text
+        assert last["content"][0]["text"] == text
+        audio_data = last["content"][1]["input_audio"]["data"]
+        assert base64.b64decode(audio_data.split(",")[1]) == b"RIFF....WAVE"
+
+
+async def test_text_that_looks_like_a_media_placeholder_is_sent_without_media(tmp_path):
+    import json
+
+    from chat.payloads import body_length
+
+    for text in TEXTS_LIKE_THE_ENCODERS_OWN:
+        body = build_request([msg(1, "user", text)], {}, MODEL)
+        data = await _encoded(body)
+        assert len(data) == body_length(body)
+        assert json.loads(data)["messages"][0]["content"] == text
+
+
+@hypothesis.settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.one_of(
+        st.sampled_from(TEXTS_LIKE_THE_ENCODERS_OWN),
+        st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40),
+    )
+)
+def test_any_text_beside_media_is_sent_exactly(tmp_path, settings, text):
+    import asyncio
+    import base64
+    import json
+
+    from chat.payloads import body_length
+
+    settings.MEDIA_ROOT = tmp_path
+    image = _attachment(tmp_path, "image", "image/png", b"\x89PNG fake image")
+    body = build_request(
+        [msg(1, "user", text + "."), msg(2, "user", text, 1)], {}, MODEL, {1: [image], 2: [image]}
+    )
+    data = asyncio.run(_encoded(body))
+    assert len(data) == body_length(body)
+    first, second = json.loads(data)["messages"]
+    assert first["content"][0] == {"type": "text", "text": text + "."}
+    if text.strip():
+        assert second["content"][0] == {"type": "text", "text": text}
+    for message in (first, second):
+        url = message["content"][-1]["image_url"]["url"]
+        assert base64.b64decode(url.split(",")[1]) == b"\x89PNG fake image"
