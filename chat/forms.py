@@ -1,7 +1,8 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 
+from . import throttle
 from .models import Attachment
 
 MAX_ATTACHMENTS = 10
@@ -53,31 +54,24 @@ class ComposerForm(forms.Form):
 
 
 class ThrottledLoginForm(AuthenticationForm):
-    """Log-in that slows down guessing: after LOGIN_ATTEMPTS failures in LOGIN_WINDOW seconds,
-    for one username or from one address, further tries are refused until the window passes."""
-
-    attempts = 5
-    window = 15 * 60
-
-    def _keys(self) -> list[str]:
-        username = (self.data.get("username") or "").strip().lower()
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        return [f"login-failures:user:{username}", f"login-failures:addr:{address}"]
+    """Log-in that slows down guessing (chat.throttle): a refused try names the wait, and its
+    password is not even checked."""
 
     def clean(self):
-        keys = self._keys()
-        if any(cache.get(key, 0) >= self.attempts for key in keys):
-            raise forms.ValidationError(
-                f"Too many failed log-ins. Wait {self.window // 60} minutes and try again.",
-                code="throttled",
-            )
+        username = self.data.get("username") or ""
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        wait = throttle.attempt(username, address)
+        if wait:
+            raise forms.ValidationError(throttle.wait_message(wait), code="throttled")
         try:
-            return super().clean()
+            cleaned = super().clean()
         except forms.ValidationError:
-            for key in keys:
-                cache.add(key, 0, self.window)
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.set(key, 1, self.window)
+            if self.user_cache is not None:  # the right password, on an account not let in here
+                throttle.succeeded(username, address)
             raise
+        throttle.succeeded(username, address)
+        return cleaned
+
+
+class ThrottledAdminLoginForm(ThrottledLoginForm, AdminAuthenticationForm):
+    """The admin site's log-in (staff only), on the same counters as the main form."""
