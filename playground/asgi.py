@@ -11,18 +11,17 @@ import sys  # noqa: E402
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.attachments import paced_http  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from playground.origins import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Large downloads go out no faster than the client reads them (see paced_http).
         "http": paced_http(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Only the site's own pages open a socket: scheme, host and port (playground.origins).
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 
