@@ -6,6 +6,7 @@ A bad value stops start-up with a message that names the variable.
 import importlib.util
 import ipaddress
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -361,13 +362,25 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
 }
 
+
+def _as_warning(record):
+    """A request with a Host header the site does not answer to is the client's mistake (or a
+    probe), not the server's: Django logs it as an error, kept here as a warning."""
+    record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"as_warning": {"()": lambda: _as_warning}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"chat": {"level": envstr("PLAYGROUND_LOG_LEVEL", "INFO").upper()}},
+    "loggers": {
+        "chat": {"level": envstr("PLAYGROUND_LOG_LEVEL", "INFO").upper()},
+        "django.security.DisallowedHost": {"filters": ["as_warning"]},
+    },
 }
 
 # The upstream model API. With no key and no base URL, the built-in offline simulator answers.

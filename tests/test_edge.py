@@ -2,6 +2,7 @@
 every log-in form (per username and address, per username, per address)."""
 
 import http.cookies
+import logging
 import os
 import re
 import subprocess
@@ -323,3 +324,13 @@ def test_a_server_with_an_https_origin_behind_a_trusted_proxy(tmp_path):
         )
         assert response.status_code == 302, response.text
         assert cookies_of(response)["sessionid"]["secure"]
+
+
+# A Host header the site does not answer to -------------------------------------------------------
+
+
+def test_an_unknown_host_is_refused_without_an_error_in_the_log(client, caplog):
+    response = client.get("/accounts/login/", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
