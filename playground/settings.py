@@ -261,10 +261,15 @@ else:
         }
     }
 
-# Log-in throttling counts failures here: shared by every process when Redis is there.
+# Log-in throttling counts tries here (chat.throttle): shared by every process when Redis is
+# there, under the deployment's own prefix.
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
