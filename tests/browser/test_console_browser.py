@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
-from tests.media_files import make_audio, make_image
+from tests.media_files import make_audio, make_image, make_video
 
 ASSISTANT = "[data-testid=message][data-role=assistant]"
 FILES = "input[type=file][name=files]"
@@ -73,7 +73,9 @@ def test_a_session_that_chats_stops_tunes_shares_and_uploads_logs_no_error(
     app_server, new_context, tmp_path
 ):
     app_server.create_user("tidy")
-    page = new_context(viewport={"width": 1280, "height": 900}).new_page()
+    context = new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
+    page = context.new_page()
     console = Console(page)
     log_in(page, app_server, "tidy")
     page.goto(app_server.url + "/new/")
@@ -112,35 +114,73 @@ def test_a_session_that_chats_stops_tunes_shares_and_uploads_logs_no_error(
     assert console.expected == [], "the wrong setting was not refused with 422"
     console.assert_clean("changing settings")
 
-    # Uploads: a picture and a short recording, sent and described.
-    picture = make_image(tmp_path / "picture.png", "png")
-    sound = make_audio(tmp_path / "tone.wav", "wav", "pcm_s16le", seconds=0.5)
-    page.set_input_files(FILES, [str(picture), str(sound)])
-    expect(page.locator(READY_CHIP)).to_have_count(2, timeout=60_000)
+    # Uploads: a picture, a short recording and a short video, sent and described.
+    files = [
+        make_image(tmp_path / "picture.png", "png"),
+        make_audio(tmp_path / "tone.wav", "wav", "pcm_s16le", seconds=0.5),
+        make_video(tmp_path / "clip.mp4", "mp4", "h264", "aac", seconds=1.0, size=(160, 120)),
+    ]
+    page.set_input_files(FILES, [str(path) for path in files])
+    expect(page.locator(READY_CHIP)).to_have_count(3, timeout=60_000)
     page.fill("textarea[name=text]", "What are these? [sim:length=10]")
     page.click("[data-testid=send]")
     expect(page.locator(ASSISTANT)).to_have_count(3)
     reply = page.locator(ASSISTANT).last
     expect(reply).to_have_attribute("data-status", "complete", timeout=REPLY)
-    expect(
-        page.locator("[data-testid=message][data-role=user]").last.locator(
-            "[data-testid=attachment]"
-        )
-    ).to_have_count(2)
-    console.assert_clean("uploading and sending a picture and a recording")
+    sent = page.locator("[data-testid=message][data-role=user]").last
+    expect(sent.locator("[data-testid=attachment]")).to_have_count(3)
+    console.assert_clean("uploading and sending a picture, a recording and a video")
 
-    # Share: the dialog opens and the link is made.
+    # A reply's tools: its API request as code, copying it, and editing the message before it.
+    reply.locator("[data-testid=view-code]").click()
+    expect(reply.locator("[data-testid=code-python]")).to_contain_text("httpx")
+    reply.locator("[data-testid=copy]").click()
+    sent.locator("[data-testid=edit]").click()
+    expect(sent.locator("textarea")).to_be_visible()
+    console.assert_clean("viewing a reply's code, copying it and opening an edit")
+
+    # An upstream failure is shown in the transcript, not thrown in the console; Retry works.
+    page.keyboard.press("Shift+Escape")
+    page.fill("textarea[name=text]", "Break please [sim:status=429]")
+    page.click("[data-testid=send]")
+    failed = page.locator(ASSISTANT).last
+    expect(failed).to_have_attribute("data-status", "error", timeout=REPLY)
+    expect(failed.locator("[data-testid=error]")).to_contain_text("429")
+    first_try = failed.get_attribute("data-id")
+    failed.locator("[data-testid=retry]").click()
+    retried = page.locator(f"{ASSISTANT}:not([data-id='{first_try}'])").last
+    expect(page.locator(ASSISTANT).last).not_to_have_attribute("data-id", first_try)
+    expect(retried).to_have_attribute("data-status", "error", timeout=REPLY)
+    console.assert_clean("an upstream error and its retry")
+
+    # The page's own controls: the theme toggle and the shortcuts list.
+    page.click("[data-testid=theme]")
+    page.keyboard.press("Control+/")
+    expect(page.locator("[data-testid=shortcuts]")).to_be_visible()
+    page.keyboard.press("Escape")
+    console.assert_clean("the theme toggle and the shortcuts list")
+
+    # Share: the dialog opens, the link is made, and the shared page opens.
     page.click("[data-testid=share]")
     dialog = page.locator("#share-dialog")
     expect(dialog).to_be_visible()
     dialog.locator("[data-testid=create-share]").click()
-    expect(dialog.locator("[data-testid=share-url]")).to_be_visible()
+    link = dialog.locator("[data-testid=share-url]")
+    expect(link).to_be_visible()
+    url = link.get_attribute("href")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     console.assert_clean("sharing the conversation")
+    shared = page.context.new_page()
+    shared_console = Console(shared)
+    shared.goto(url)
+    expect(shared.locator("[data-testid=message]")).to_have_count(8)
+    shared.wait_for_load_state("networkidle")
+    shared_console.assert_clean("opening the shared page")
+    shared.close()
 
     # And the page as it loads again, with all of that in it.
     page.reload()
-    expect(page.locator(ASSISTANT)).to_have_count(3)
+    expect(page.locator("[data-testid=message]")).to_have_count(8)
     page.wait_for_load_state("networkidle")
     console.assert_clean("reloading the conversation")
