@@ -369,8 +369,9 @@ SECURE_CSP = {
 
 
 def _as_warning(record):
-    """A request with a Host header the site does not answer to is the client's mistake (or a
-    probe), not the server's: Django logs it as an error, kept here as a warning."""
+    """A request with a Host header the site does not answer to, or a URL too long to send
+    back to log in with (DisallowedRedirect), is the client's mistake (or a probe), not the
+    server's: Django logs it as an error, kept here as a warning."""
     record.levelno, record.levelname = logging.WARNING, "WARNING"
     return True
 
@@ -385,6 +386,7 @@ LOGGING = {
     "loggers": {
         "chat": {"level": envstr("PLAYGROUND_LOG_LEVEL", "INFO").upper()},
         "django.security.DisallowedHost": {"filters": ["as_warning"]},
+        "django.security.DisallowedRedirect": {"filters": ["as_warning"]},
     },
 }
 
