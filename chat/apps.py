@@ -7,7 +7,20 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from . import files
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save
+
+        from . import consumers, files
+
+        # A socket lives no longer than its session: log-out ends the session's sockets, a
+        # password change (or deactivation) has each of the user's sockets check its own.
+        user_logged_out.connect(consumers.end_session_sockets, dispatch_uid="end-session-sockets")
+        post_save.connect(
+            consumers.recheck_user_sockets,
+            sender=get_user_model(),
+            dispatch_uid="recheck-user-sockets",
+        )
 
         # Pictures, audio and video from a store with links of its own (files.direct_url): the
         # page's Content-Security-Policy lets them load from there too.

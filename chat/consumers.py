@@ -4,13 +4,32 @@ messages (the quickest way to the model: no new HTTP request) and forwards Stop.
 Frames are HTML fragments that htmx's ws extension swaps in by id (out of band). Streamed text
 is appended, never re-sent: each delta frame carries the offsets it starts at, and a page only
 gets a delta that continues exactly where its copy of the text ends.
+
+A socket lives no longer than the session that opened it: log-out, a password change and the
+session's expiry end it at once (close code 4401), and each thing the page asks of it checks
+the session first. What the page sends is read strictly: a frame that is not a well-formed
+action gets an error frame, and the socket carries on.
 """
 
+import asyncio
+import hashlib
+import json
+import logging
+from datetime import datetime
+from importlib import import_module
+
+from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+from django.db import transaction
 from django.http import Http404, QueryDict
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.html import escape
 
 from . import generation, turns
@@ -18,11 +37,174 @@ from .forms import ComposerForm
 from .models import Conversation, Message
 from .rendering import message_html
 
+log = logging.getLogger(__name__)
 
-def _load_conversation(user, conversation_id: int) -> Conversation | None:
-    if not user.is_authenticated:
+# A frame from the page is at most the composer's longest text, each character escaped as JSON
+# can write it (six characters: \u0001), with room for the rest of the action; longer ones are
+# refused unread (1009). Daphne refuses frames over 1 MiB before they reach the app.
+MAX_FRAME_CHARS = ComposerForm.base_fields["text"].max_length * 6 + 64 * 1024
+MAX_ID = 2**63 - 1  # a database id
+MAX_STREAMING = 100  # ids a page names as streaming in one sync
+MAX_KEYS = 100  # attachment keys in one send (the form says how many it takes)
+MAX_KEY_LENGTH = 64
+UNREADABLE = "That message could not be read."
+TOO_LARGE = f"That message is too large to read (over {MAX_FRAME_CHARS:,} characters)."
+LOGGED_OUT = 4401  # close code: the session ended (the page offers to log in again)
+MESSAGE_TOO_BIG = 1009
+# A socket checks its session at least this often even when nobody says a word: a password
+# changed from the command line reaches no socket of an in-memory channel layer.
+RECHECK_SECONDS = 60.0
+
+
+class UnreadableFrame(Exception):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise UnreadableFrame(name)  # NaN, Infinity: not JSON, though Python's parser takes them
+
+
+def _an_id(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise UnreadableFrame("not an id")
+    return value
+
+
+def _well_formed(text: str) -> str:
+    """Text as a browser's form post would send it: lone surrogates (JSON can escape them,
+    UTF-8 cannot hold them) become U+FFFD; NUL is left for the form to refuse."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def read_frame(text: str) -> tuple[str, dict]:
+    """A frame from the page as (action, its arguments), every field checked; UnreadableFrame
+    if it is not one. Fields an action does not use are ignored."""
+    try:
+        content = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:  # malformed, too many digits, too deep
+        raise UnreadableFrame("not JSON") from error
+    if not isinstance(content, dict):
+        raise UnreadableFrame("not an object")
+    action = content.get("action")
+    if action == "sync":
+        streaming = content.get("streaming")
+        if streaming is None:
+            streaming = []
+        if not isinstance(streaming, list) or len(streaming) > MAX_STREAMING:
+            raise UnreadableFrame("streaming")
+        return action, {
+            "after": _an_id(content.get("after")),
+            "streaming": [_an_id(i) for i in streaming],
+        }
+    if action == "send":
+        text, keys = content.get("text", ""), content.get("attachments")
+        if keys is None:
+            keys = []
+        if not isinstance(text, str) or not isinstance(keys, list) or len(keys) > MAX_KEYS:
+            raise UnreadableFrame("send")
+        for key in keys:
+            # Keys are short printable ASCII: anything else is no key (and NUL or a lone
+            # surrogate would reach the database query).
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+                raise UnreadableFrame("attachment key")
+            if not (key.isascii() and key.isprintable()):
+                raise UnreadableFrame("attachment key")
+        return action, {"text": _well_formed(text), "attachments": keys}
+    if action == "stop":
+        return action, {}
+    raise UnreadableFrame("no such action")
+
+
+# Sessions
+
+
+def session_group(session_key: str) -> str:
+    # A digest: group names travel to Redis, session keys are secrets.
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def user_group(user_id) -> str:
+    return f"user-sockets.{user_id}"
+
+
+def session_expiry(session_key: str | None, user) -> datetime | None:
+    """When the session ends, if it still signs `user` in as Django's `get_user` would see it
+    (in the store, not expired, the same user, active, its password unchanged); else None."""
+    if not session_key or not user.is_authenticated:
         return None
-    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if hasattr(store, "get_model_class"):  # database-backed: the row says when it expires
+        row = (
+            store.get_model_class()
+            .objects.filter(session_key=session_key, expire_date__gt=timezone.now())
+            .only("session_data", "expire_date")
+            .first()
+        )
+        if row is None:
+            return None
+        data, expires = store.decode(row.session_data), row.expire_date
+    else:
+        data = store.load()
+        expires = store.get_expiry_date()
+    if data.get(SESSION_KEY) != user._meta.pk.value_to_string(user):
+        return None
+    backend_path = data.get(BACKEND_SESSION_KEY)
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    current = load_backend(backend_path).get_user(user.pk)  # None once deactivated
+    if current is None or not hasattr(current, "get_session_auth_hash"):
+        return None
+    session_hash = data.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return None
+    hashes = [current.get_session_auth_hash(), *current.get_session_auth_fallback_hash()]
+    if not any(constant_time_compare(session_hash, h) for h in hashes):
+        return None
+    return expires
+
+
+def _tell_sockets(group: str, event: dict) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, event)
+    except Exception:  # a layer that is down must not fail the log-out; the sockets recheck
+        log.warning("Could not tell the sockets of %s", group, exc_info=True)
+
+
+def end_session_sockets(sender, request, user, **kwargs) -> None:
+    """On log-out: the session's sockets close now (the session is flushed right after)."""
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        _tell_sockets(session_group(key), {"type": "session.end"})
+
+
+def recheck_user_sockets(sender, instance, update_fields=None, **kwargs) -> None:
+    """On a change to a user that can end sessions (password, active): each of their sockets
+    checks its session again. A log-in's own save (last_login only) is not one."""
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return
+    group = user_group(instance.pk)
+    transaction.on_commit(lambda: _tell_sockets(group, {"type": "session.recheck"}))
+
+
+def _open(user, conversation_id: int, session_key: str | None):
+    if not user.is_authenticated:
+        return None, None
+    conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    if conversation is None:
+        return None, None
+    return conversation, session_expiry(session_key, user)
+
+
+def _signed_in(session_key: str | None, user, work, *args):
+    """`work(*args)` if the session still signs the user in, in the same trip to a thread;
+    LOGGED_OUT if not."""
+    if session_expiry(session_key, user) is None:
+        return LOGGED_OUT
+    return work(*args)
 
 
 def _sync_state(
@@ -64,49 +246,122 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # model one trip sooner.
         if message["type"] in ("websocket.connect", "websocket.disconnect"):
             await super().dispatch(message)
+        elif self.ended:
+            return  # the session ended: nothing more reaches the page
         else:
             await getattr(self, get_handler_name(message))(message)
 
+    groups_joined: tuple[str, ...] = ()
+    ended = False
+    recheck: asyncio.Task | None = None
+
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        self.conversation = await database_sync_to_async(_load_conversation)(
-            self.scope["user"], conversation_id
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.conversation, expires = await database_sync_to_async(_open)(
+            self.scope["user"], conversation_id, self.session_key
         )
-        if self.conversation is None:
+        if self.conversation is None or expires is None:
             await self.close()  # before accept: the handshake is refused, nothing is revealed
             return
         self.group = generation.conversation_group(self.conversation.pk)
         # message id -> (content length, reasoning length) this page holds; absent = not synced.
         self.offsets: dict[int, tuple[int, int]] = {}
         self.last_seen = 0
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.groups_joined = (
+            self.group,
+            session_group(self.session_key),
+            user_group(self.scope["user"].pk),
+        )
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         generation.ensure_sweeper()
+        self.recheck_at(expires)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.recheck:
+            self.recheck.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content: dict, **kwargs) -> None:
-        action = content.get("action")
+    # The session
+
+    def recheck_at(self, expires: datetime) -> None:
+        """Check the session again when it expires, or in RECHECK_SECONDS if sooner."""
+        if self.recheck:
+            self.recheck.cancel()
+        wait = min((expires - timezone.now()).total_seconds(), RECHECK_SECONDS)
+        self.recheck = asyncio.create_task(self._recheck_after(max(wait, 0) + 0.05))
+
+    async def _recheck_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        # Through the layer, so the check runs among this consumer's own events.
+        await self.channel_layer.send(self.channel_name, {"type": "session.recheck"})
+
+    async def logged_out(self) -> None:
+        """The session ended: no more frames, and the page is told why (it offers to log in)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.recheck:
+            self.recheck.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.close(code=LOGGED_OUT, reason="Logged out")
+
+    async def session_end(self, event: dict) -> None:
+        await self.logged_out()
+
+    async def session_recheck(self, event: dict) -> None:
+        if self.ended:
+            return
+        expires = await database_sync_to_async(session_expiry)(self.session_key, self.scope["user"])
+        if expires is None:
+            await self.logged_out()
+        else:
+            self.recheck_at(expires)
+
+    # What the page sends
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        if self.ended:
+            return
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_FRAME_CHARS:
+            await self.send_json({"type": "error", "message": TOO_LARGE})
+            await self.close(code=MESSAGE_TOO_BIG, reason="Message too large")
+            return
+        try:
+            if text_data is None:
+                raise UnreadableFrame("binary")
+            action, args = read_frame(text_data)
+        except UnreadableFrame:
+            await self.send_json({"type": "error", "message": UNREADABLE})
+            return
         if action == "sync":
-            await self.sync(content.get("after"), content.get("streaming"))
+            await self.sync(**args)
         elif action == "send":
-            await self.send_turn(content.get("text"), content.get("attachments"))
-        elif action == "stop":
+            await self.send_turn(**args)
+        else:
             await self.stop()
 
-    async def sync(self, after: object, shown_streaming: object) -> None:
+    async def sync(self, after: int, streaming: list[int]) -> None:
         """Bring the page up to date: messages it lacks, then live text of streaming ones."""
-        try:
-            after_id = max(int(after), 0)
-            shown = [int(i) for i in shown_streaming or []][:100]
-        except (TypeError, ValueError):
-            return
-        self.last_seen = max(self.last_seen, after_id)
-        new, finished, streaming = await database_sync_to_async(_sync_state)(
-            self.conversation, self.last_seen, shown
+        self.last_seen = max(self.last_seen, after)
+        state = await database_sync_to_async(_signed_in)(
+            self.session_key,
+            self.scope["user"],
+            _sync_state,
+            self.conversation,
+            self.last_seen,
+            streaming,
         )
+        if state == LOGGED_OUT:
+            await self.logged_out()
+            return
+        new, finished, streaming = state
         for message in new:
             await self.send_message(message)
         for message in finished:
@@ -116,18 +371,26 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             self.offsets.pop(message_id, None)  # deltas wait for the snapshot
             await generation.request_snapshot(message_id, self.channel_name)
 
-    async def send_turn(self, text: object, attachments: object) -> None:
+    async def send_turn(self, text: str, attachments: list[str]) -> None:
         """A message from the page's composer, taken as the form post would take it. The page
         hears `sent` (and the new messages, as every page does), or `refused` with the reasons
         in place; its text stays in the composer until then."""
         data = QueryDict(mutable=True)
-        data["text"] = text if isinstance(text, str) else ""
-        keys = attachments if isinstance(attachments, list) else []
-        data.setlist("attachments", [str(key) for key in keys[:100]])
+        data["text"] = text
+        data.setlist("attachments", attachments)
         try:
-            form, turn = await database_sync_to_async(turns.take_turn)(
-                self.scope["user"], self.conversation.pk, data
+            taken = await database_sync_to_async(_signed_in)(
+                self.session_key,
+                self.scope["user"],
+                turns.take_turn,
+                self.scope["user"],
+                self.conversation.pk,
+                data,
             )
+            if taken == LOGGED_OUT:
+                await self.logged_out()
+                return
+            form, turn = taken
         except Http404:  # deleted meanwhile, from another tab
             form, turn = ComposerForm(data, user=self.scope["user"]), None
             await database_sync_to_async(form.is_valid)()
@@ -148,7 +411,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=html)
 
     async def stop(self) -> None:
-        await generation.stop_conversation(self.conversation.pk)
+        if await database_sync_to_async(session_expiry)(self.session_key, self.scope["user"]):
+            await generation.stop_conversation(self.conversation.pk)
+        else:
+            await self.logged_out()
 
     # Frames from the channel layer
 
