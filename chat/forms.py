@@ -64,13 +64,12 @@ class ThrottledLoginForm(AuthenticationForm):
         if wait:
             raise forms.ValidationError(throttle.wait_message(wait), code="throttled")
         try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            if self.user_cache is not None:  # the right password, on an account not let in here
+            return super().clean()
+        finally:
+            # The right password (maybe on an account not let in here): not a guess. Nothing
+            # is known without one (a form sent with no password never authenticates).
+            if self.user_cache is not None:
                 throttle.succeeded(username, address)
-            raise
-        throttle.succeeded(username, address)
-        return cleaned
 
 
 class ThrottledAdminLoginForm(ThrottledLoginForm, AdminAuthenticationForm):

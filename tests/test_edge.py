@@ -214,6 +214,17 @@ def test_an_address_alice_logged_in_from_skips_the_username_delay(alice):
     assert logged_in(log_in(from_address("203.0.113.5"), "alice", PASSWORD))
 
 
+def test_a_log_in_without_a_password_does_not_make_the_address_known(alice):
+    sneaky = from_address("203.0.113.7")
+    assert not logged_in(log_in(sneaky, "alice", ""))
+    for attacker in ("198.51.100.1", "198.51.100.2"):
+        for _ in range(throttle.PAIR_LIMIT):
+            log_in(from_address(attacker), "alice", "wrong")
+    log_in(sneaky, "alice", "wrong")
+    response = log_in(sneaky, "alice", "wrong2")
+    assert re.search(r"Wait \d+ seconds and try again\.", response.content.decode())
+
+
 def test_an_address_is_locked_only_after_many_failures(alice):
     prolific = from_address("203.0.113.5")
     for n in range(throttle.ADDRESS_LIMIT):
