@@ -524,3 +524,11 @@ def test_no_frame_breaks_the_socket(alice, caplog):
         loop.run_until_complete(ws.disconnect())
     finally:
         loop.close()
+
+
+def test_the_composer_knows_the_servers_limit(alice_client):
+    from chat.forms import ComposerForm
+
+    longest = ComposerForm.base_fields["text"].max_length
+    page = alice_client.get("/new/").content.decode()
+    assert f'data-max-length="{longest}"' in page

@@ -121,9 +121,35 @@
     form.dispatchEvent(new CustomEvent("composer:done", { bubbles: true, detail: { sent: sent } }));
   }
 
+  // The composer's limit is the server's (rendered into the page): a longer text is refused
+  // here with the server's reason, before anything is sent, and stays in the box.
+  function overLimit(form) {
+    var textarea = form.querySelector("textarea[name=text]");
+    var limit = textarea ? Number(textarea.dataset.maxLength) : 0;
+    if (!limit) return "";
+    var length = Array.from(textarea.value).length; // characters, as the server counts them
+    if (length <= limit) return "";
+    return "A message can be at most " + limit + " characters (this one has " + length + ").";
+  }
+
+  // Once the socket said the session ended, sending would only meet the log-in page.
+  var loggedOut = false;
+
   document.addEventListener("htmx:beforeRequest", function (event) {
     var form = event.detail.elt;
-    if (!socket || !form || form.id !== "composer") return;
+    if (!form || form.id !== "composer") return;
+    if (loggedOut) {
+      event.preventDefault();
+      composerError(form, loggedOutNote());
+      return;
+    }
+    var tooLong = overLimit(form);
+    if (tooLong) {
+      event.preventDefault();
+      if (!sending) composerError(form, errorNote(tooLong));
+      return;
+    }
+    if (!socket) return;
     event.preventDefault(); // no HTTP request: the socket carries it
     if (sending) return;
     sending = true;
@@ -135,22 +161,64 @@
     );
   });
 
+  // A frame the server could not read (or found too large) is answered with an error frame:
+  // it shows beside the composer, and a message being sent stays in the box.
+  function showError(html) {
+    if (sending) {
+      sendEnded(false, html);
+      return;
+    }
+    var form = document.getElementById("composer");
+    if (form) composerError(form, html);
+  }
+
   document.addEventListener("playground:frame", function (event) {
     if (event.detail.type === "sent") sendEnded(true, "");
     else if (event.detail.type === "refused") sendEnded(false, event.detail.html);
+    else if (event.detail.type === "error") showError(errorNote(String(event.detail.message)));
   });
 
-  function errorNote(text) {
-    var note = document.createElement("div");
-    note.className = "error composer-error";
-    note.setAttribute("data-testid", "error");
-    note.setAttribute("role", "alert");
-    note.textContent = text;
-    return note.outerHTML;
+  function note(text) {
+    var el = document.createElement("div");
+    el.className = "error composer-error";
+    el.setAttribute("data-testid", "error");
+    el.setAttribute("role", "alert");
+    el.textContent = text;
+    return el;
   }
 
-  document.addEventListener("htmx:wsClose", function () {
+  function errorNote(text) {
+    return note(text).outerHTML;
+  }
+
+  function loggedOutNote() {
+    var el = note("You were logged out (in another tab, or your session ended), so this page no longer updates. Your text is kept. ");
+    el.setAttribute("data-reason", "logged-out");
+    var link = document.createElement("a");
+    link.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search);
+    link.textContent = "Log in again";
+    link.setAttribute("data-testid", "log-in-again");
+    el.appendChild(link);
+    return el.outerHTML;
+  }
+
+  var LOGGED_OUT = 4401; // the server closes a socket whose session ended with this code
+  var TOO_BIG = 1009;
+
+  document.addEventListener("htmx:wsClose", function (event) {
     socket = null;
+    var code = event.detail.event ? event.detail.event.code : 0;
+    if (code === LOGGED_OUT) {
+      loggedOut = true;
+      showError(loggedOutNote());
+      return;
+    }
+    if (code === TOO_BIG) {
+      // The error frame before it said why; the page keeps its live updates.
+      event.detail.socketWrapper.reconnect();
+      if (sending) sendEnded(false, errorNote("That message is too large to send."));
+      return;
+    }
     if (!sending) return;
     // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
     sendEnded(false, errorNote("The connection dropped while sending. If your message does not appear above, send it again."));
