@@ -314,7 +314,7 @@ def _edit_form(request, user, conversation_id: int, message_id: int) -> HttpResp
     message = get_object_or_404(
         Message,
         pk=message_id,
-        conversation_id=conversation_id,
+        conversation__pk=conversation_id,  # an id past any the database holds finds nothing
         conversation__owner=user,
         role=Message.Role.USER,
     )

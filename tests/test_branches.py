@@ -251,3 +251,15 @@ def test_an_edit_with_a_nul_is_refused_in_place_and_nothing_is_sent(alice, alice
     assert response.status_code == 422
     assert "Null characters are not allowed." in response.content.decode()
     assert list(conversation.messages.values_list("pk", flat=True)) == [original.pk]
+
+
+def test_the_edit_form_of_a_conversation_past_any_id_is_not_found(alice, alice_client):
+    from chat.models import Conversation
+
+    conversation = Conversation.objects.create(owner=alice, title="Edits")
+    message = Message.objects.create(conversation=conversation, role="user", content="hi")
+    for far in (2**63, 10**30):
+        response = alice_client.get(
+            f"/c/{far}/m/{message.pk}/edit/", headers={"HX-Request": "true"}
+        )
+        assert response.status_code == 404
