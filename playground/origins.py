@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.http.request import is_same_domain, split_domain_port, validate_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 PAGE_SCHEMES = {"ws": "http", "wss": "https"}
@@ -50,6 +50,21 @@ def allowed_hosts() -> list[str]:
     return hosts
 
 
+def _is_trusted(page: tuple[str, str, int]) -> bool:
+    """Whether CSRF_TRUSTED_ORIGINS names the page's origin, read as Django's CSRF check reads
+    it: exactly, or "https://*.example.com" for the subdomains on that scheme and port."""
+    scheme, host, port = page
+    netloc = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    for entry in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" in entry:
+            parts = urlsplit(entry.strip().lower())
+            if parts.scheme == scheme and is_same_domain(netloc, parts.netloc.lstrip("*")):
+                return True
+        elif _normalised(entry) == page:
+            return True
+    return False
+
+
 def is_own_origin(scope: dict) -> bool:
     """Whether the page that opens this socket is one of the site's own: an origin trusted by
     name (CSRF_TRUSTED_ORIGINS, for a site behind a proxy on another name, scheme or port), or
@@ -61,8 +76,7 @@ def is_own_origin(scope: dict) -> bool:
     page = _normalised(origin)
     if page is None:
         return False
-    trusted = {_normalised(o) for o in settings.CSRF_TRUSTED_ORIGINS}
-    if page in trusted:
+    if _is_trusted(page):
         return True
     scheme, host, port = page
     if scheme != PAGE_SCHEMES.get(scope.get("scheme", "ws")):

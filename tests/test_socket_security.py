@@ -204,6 +204,16 @@ async def test_a_trusted_origin_behind_a_proxy_opens_the_socket(chat, settings):
         assert not connected
 
 
+async def test_a_trusted_origin_pattern_allows_subdomains_as_django_reads_it(chat, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.com"]
+    conversation, _, client = chat
+    ws = await opened(socket(conversation.pk, session_of(client), origin="https://a.example.com"))
+    await ws.disconnect()
+    for origin in ("https://a.example.com:8443", "http://a.example.com", "https://example.org"):
+        connected, _ = await socket(conversation.pk, session_of(client), origin=origin).connect()
+        assert not connected
+
+
 # The socket ends with its session
 
 
