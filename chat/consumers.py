@@ -237,6 +237,10 @@ def replace_html(message_id: int, part: str, text: str) -> str:
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    groups_joined: tuple[str, ...] = ()
+    ended = False  # the session ended: the socket is closing
+    recheck: asyncio.Task | None = None  # the next look at the session
+
     async def dispatch(self, message: dict) -> None:
         # Channels tidies the database connections (`aclose_old_connections`, a trip to a
         # worker thread) before every event. Frames from the channel layer only forward text
@@ -250,10 +254,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return  # the session ended: nothing more reaches the page
         else:
             await getattr(self, get_handler_name(message))(message)
-
-    groups_joined: tuple[str, ...] = ()
-    ended = False
-    recheck: asyncio.Task | None = None
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
