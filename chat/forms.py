@@ -28,9 +28,11 @@ class ComposerForm(forms.Form):
             raise forms.ValidationError(f"At most {MAX_ATTACHMENTS} attachments per message.")
         if not keys:
             return []
+        # Keys are slugs: one with a NUL names no upload (and PostgreSQL refuses to look).
+        asked = [key for key in keys if "\x00" not in key]
         found = {
             a.key: a
-            for a in Attachment.objects.filter(key__in=keys, owner=self.user, message__isnull=True)
+            for a in Attachment.objects.filter(key__in=asked, owner=self.user, message__isnull=True)
         }
         missing = [k for k in keys if k not in found]
         if missing:

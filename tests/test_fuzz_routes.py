@@ -540,3 +540,13 @@ def test_a_url_too_long_to_log_in_with_is_refused_without_an_error_logged(client
     response = client.get("/search/", {"q": "x" * 20_000})
     assert response.status_code == 400
     assert not errors.records
+
+
+@pytest.mark.django_db
+def test_an_attachment_key_with_a_nul_is_refused_beside_the_composer(alice_client):
+    response = alice_client.post(
+        "/new/send/", {"text": "Hi", "attachments": "a\x00b"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    assert "An attachment is no longer available" in response.content.decode()
+    assert not Conversation.objects.exists()
