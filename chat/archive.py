@@ -1287,9 +1287,11 @@ def _refused(request: HttpRequest, refused: ArchiveRefused) -> HttpResponse:
     return render(request, template, {"message": refused.message}, status=refused.status)
 
 
-def _too_big(size: int) -> ArchiveRefused:
+def too_big(size: int | None) -> ArchiveRefused:
+    """The refusal of an archive of `size` bytes (None: larger than the limit, size unknown)."""
     limit = max_upload_bytes()
-    shown, allowed = human_bytes(size), human_bytes(limit)
+    allowed = human_bytes(limit)
+    shown = human_bytes(size) if size is not None else allowed
     if shown == allowed:
         shown = f"more than {shown}"
     return ArchiveRefused(
@@ -1311,12 +1313,12 @@ def import_conversation(request: HttpRequest) -> HttpResponse:
         length = 0
     # Refused before the body is parsed: its size is all that is known, and all that is needed.
     if length > limit + FORM_OVERHEAD:
-        return _refused(request, _too_big(length))
+        return _refused(request, too_big(length))
     upload = request.FILES.get("archive")
     if upload is None:
         return _refused(request, ArchiveRefused("Choose a conversation archive (.zip) to import."))
     if upload.size > limit:
-        return _refused(request, _too_big(upload.size))
+        return _refused(request, too_big(upload.size))
     try:
         conversation = import_archive(request.user, upload.file)
     except ArchiveRefused as refused:

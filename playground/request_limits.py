@@ -13,12 +13,17 @@ archive import its own limit, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, 
 default for a form).
 """
 
+import json
 from urllib.parse import unquote
 
 from daphne import http_protocol
 from django.conf import settings
+from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 from twisted.internet import reactor
+
+from chat.archive import too_big
+from chat.attachments import human_bytes
 
 # Room for a multipart form's boundaries and fields around an archive.
 FORM_OVERHEAD = 64 * 1024
@@ -30,12 +35,17 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
 
+def _route(path: str) -> str | None:
+    """The URL name of a request target (`/uploads/abc/?x=1` -> 'upload')."""
+    try:
+        return resolve(unquote(path.split("?", 1)[0])).url_name
+    except Resolver404:
+        return None
+
+
 def body_limit(path: str) -> int:
     """The largest request body, in bytes, that `path` takes."""
-    try:
-        name = resolve(unquote(path.split("?", 1)[0])).url_name
-    except Resolver404:
-        name = None
+    name = _route(path)
     if name == "upload":
         return settings.PLAYGROUND_UPLOAD_CHUNK_BYTES + CHUNK_OVERHEAD
     if name == "import_conversation":
@@ -43,23 +53,20 @@ def body_limit(path: str) -> int:
     return settings.PLAYGROUND_MAX_BODY_BYTES
 
 
-def refusal(path: str, limit: int) -> bytes:
-    """The 413 answer, whole, as it goes on the wire. Pure."""
-    mib = limit / (1024 * 1024)
-    size = f"{mib:.1f} MiB" if mib >= 1 else f"{limit // 1024} KiB"
-    try:
-        name = resolve(unquote(path.split("?", 1)[0])).url_name
-    except Resolver404:
-        name = None
+def refusal(path: str, limit: int, size: int | None) -> bytes:
+    """The 413 answer to a body of `size` bytes (None: not declared), whole, as it goes on the
+    wire: an import's in the words and markup of the import form's own refusals."""
+    name = _route(path)
     if name == "import_conversation":
-        text = f"This archive is too large: an import takes at most {size}."
-        body = f'<p class="error" data-testid="error" role="alert">{text}</p>'.encode()
+        message = too_big(size).message
+        body = render_to_string("chat/archive.html#refusal", {"message": message}).encode()
         kind = b"text/html; charset=utf-8"
     elif name == "upload":
-        body = f'{{"error": "Send at most {size} at a time."}}'.encode()
+        body = json.dumps({"error": f"Send at most {human_bytes(limit)} at a time."}).encode()
         kind = b"application/json"
     else:
-        body = f"This request is too large: this address takes at most {size}.\n".encode()
+        body = f"This request is too large: this address takes at most {human_bytes(limit)}.\n"
+        body = body.encode()
         kind = b"text/plain; charset=utf-8"
     return (
         b"HTTP/1.1 413 Content Too Large\r\n"
@@ -80,7 +87,7 @@ class LimitedRequest(http_protocol.WebRequest):
         self.body_received = 0
         if length is not None and length > self.body_limit:
             super().gotLength(0)
-            self.refuse()
+            self.refuse(length)
             return
         super().gotLength(length)
 
@@ -89,7 +96,7 @@ class LimitedRequest(http_protocol.WebRequest):
             return
         self.body_received += len(data)
         if self.body_received > self.body_limit:
-            self.refuse()
+            self.refuse(None)
             return
         super().handleContentChunk(data)
 
@@ -97,7 +104,7 @@ class LimitedRequest(http_protocol.WebRequest):
         if not self.refused:
             super().requestReceived(command, path, version)
 
-    def refuse(self) -> None:
+    def refuse(self, size: int | None) -> None:
         self.refused = True
         channel = self.channel
         transport = channel.transport
@@ -113,7 +120,7 @@ class LimitedRequest(http_protocol.WebRequest):
 
         # What follows (the rest of this read, and every later one) is dropped unparsed.
         channel.dataReceived = channel.rawDataReceived = drop
-        transport.write(refusal(channel._path.decode("latin-1"), self.body_limit))
+        transport.write(refusal(channel._path.decode("latin-1"), self.body_limit, size))
         if hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()  # the answer, then end of stream; still reading
         else:

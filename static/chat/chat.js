@@ -273,6 +273,19 @@
     if (cancel) cancel.closest("form").remove();
   });
 
+  // An archive larger than an import takes is refused here, before its bytes are sent (the
+  // server would answer 413 as soon as it saw the length).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.getAttribute("data-testid") !== "import-form") return;
+    var input = form.querySelector("input[type=file][data-max-bytes]");
+    var file = input && input.files[0];
+    var limit = input ? Number(input.dataset.maxBytes) : 0;
+    if (!file || !limit || file.size <= limit) return;
+    event.preventDefault();
+    form.querySelector("#import-result").innerHTML = errorNote(input.dataset.tooBig);
+  });
+
   // A refused import explains itself in place (400 malformed, 413 too big, 507 no space).
   document.addEventListener("htmx:beforeSwap", function (event) {
     var form = event.detail.elt.closest && event.detail.elt.closest("[data-testid=import-form]");
