@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from chat import generation
 from chat.archive import FORMAT, VERSION
 from chat.models import Attachment, Conversation, Message, Preset, Share
+from chat.settings_form import SettingsForm
 
 FUZZ = hypothesis.settings(
     max_examples=12,
@@ -157,28 +158,7 @@ def wrong_for(key: str) -> st.SearchStrategy[str]:
     )
 
 
-SETTINGS_KEYS = [
-    "system_prompt",
-    "model",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "json_schema",
-    "enable_thinking",
-    "thinking_budget",
-    "logprobs",
-    "top_logprobs",
-    "audio_output",
-    "voice",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-]
+SETTINGS_KEYS = list(SettingsForm.base_fields)  # every field of the settings panel
 # Where settings fields were trouble: text parsed as JSON, and free text.
 SETTINGS_FOCUS = ["tools", "json_schema", "system_prompt", "stop", "voice", "tool_choice"]
 
