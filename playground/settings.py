@@ -467,3 +467,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PLAYGROUND_UPLOAD_CHUNK_BYTES + MB
 # read, past this size for any route but an upload chunk (PLAYGROUND_UPLOAD_CHUNK_BYTES) and an
 # archive import (PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES). 2.5 MiB, as Django's own form default.
 PLAYGROUND_MAX_BODY_BYTES = envint("PLAYGROUND_MAX_BODY_BYTES", str(5 * MB // 2), minimum=64 * 1024)
+
+# The models offered: the upstream's GET /models, asked in the background with a short time-out
+# and kept for PLAYGROUND_MODELS_CACHE_SECONDS (a failure too); PLAYGROUND_MODELS until it answers.
+PLAYGROUND_MODELS_CACHE_SECONDS = envint("PLAYGROUND_MODELS_CACHE_SECONDS", "300")
+PLAYGROUND_MODELS_TIMEOUT = envfloat("PLAYGROUND_MODELS_TIMEOUT", "3", minimum=0.1)
+# After a conversation's first reply, a second small request asks the model for its title.
+PLAYGROUND_AUTO_TITLES = envbool("PLAYGROUND_AUTO_TITLES", "true")
