@@ -1,5 +1,6 @@
 """Finding and keeping conversations: the sidebar's date groups and search with snippets."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -51,7 +52,13 @@ def snippet(text: str, query: str) -> tuple[str, str, str]:
     after = text[at + len(query) : end]
     if end < len(text):
         after = after.rsplit(" ", 1)[0] + "…"
-    return " ".join(before.split()), text[at : at + len(query)], " ".join(after.split())
+    return _squeeze(before), text[at : at + len(query)], _squeeze(after)
+
+
+def _squeeze(text: str) -> str:
+    """Runs of whitespace become one space; one at either edge stays, as it parts the snippet
+    from the match ("brown fox jumps", not "brownfoxjumps")."""
+    return re.sub(r"\s+", " ", text)
 
 
 @dataclass

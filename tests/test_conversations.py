@@ -36,8 +36,8 @@ def test_a_snippet_shows_the_match_in_its_context():
     text = "word " * 40 + "the needle is here " + "word " * 40
     before, match, after = snippet(text, "NEEDLE")
     assert match == "needle"
-    assert before.startswith("…") and before.endswith("the")
-    assert after.startswith("is here") and after.endswith("…")
+    assert before.startswith("…") and before.endswith("the ")
+    assert after.startswith(" is here") and after.endswith("…")
 
 
 @pytest.fixture
@@ -129,3 +129,14 @@ def test_a_search_with_a_nul_says_why_it_finds_nothing(client, alice):
     html = response.content.decode()
     assert "Null characters are not allowed." in html
     assert 'id="conversation-list"' in html  # it takes the list's place
+
+
+def test_a_snippet_keeps_the_spaces_around_the_match():
+    before, match, after = snippet("the quick brown fox jumps over", "fox")
+    assert before + match + after == "the quick brown fox jumps over"
+    assert before.endswith(" ") and after.startswith(" ")
+
+
+def test_a_snippet_keeps_no_space_inside_a_word():
+    before, match, after = snippet("a brownfoxjumps b", "fox")
+    assert (before, match, after) == ("a brown", "fox", "jumps b")
