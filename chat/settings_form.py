@@ -9,6 +9,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from .models_list import offered_models
+
 KNOWN_VOICES = ["Tina", "Ethan", "Serena", "Chelsie", "Cherry"]
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TOOLS = 128
@@ -176,7 +178,7 @@ class SettingsForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        models = settings.PLAYGROUND_MODELS
+        models = offered_models()  # the upstream's own list when it answers
         self.fields["model"].choices = [("", f"Default ({settings.PLAYGROUND_MODEL})")] + [
             (m, m) for m in models
         ]

@@ -693,3 +693,40 @@ async def close_clients() -> None:
     for owner, client in clients:
         if owner is loop:
             await client.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The models the upstream serves
+
+
+async def list_models(
+    *, client: httpx.AsyncClient | None = None, timeout: float = 3.0
+) -> list[str]:
+    """The model ids of GET {base}/models (OpenAI's {"data": [{"id": ...}]}), in its order.
+
+    Raises UpstreamError when it does not answer that in `timeout` seconds. Without `client` a
+    client of its own is made and closed: this runs on a short-lived loop of its own."""
+    own = client is None
+    if own:
+        client = _new_client(*_config())
+    headers = {"Accept": "application/json"}
+    if settings.PLAYGROUND_API_KEY:
+        headers["Authorization"] = f"Bearer {settings.PLAYGROUND_API_KEY}"
+    try:
+        try:
+            response = await client.get("models", headers=headers, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, client, False) from exc
+        if response.status_code != 200:
+            raise _http_error(response, response.text[:MAX_ERROR_BODY])
+        try:
+            data = response.json()["data"]
+            ids = [item["id"] for item in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _protocol_error(f"GET models did not answer a list of models: {exc}") from exc
+        if not all(isinstance(i, str) and i.strip() for i in ids):
+            raise _protocol_error("GET models answered a model without a usable id")
+        return list(dict.fromkeys(i.strip() for i in ids))
+    finally:
+        if own:
+            await client.aclose()

@@ -148,3 +148,18 @@ def test_a_named_tool_choice_is_sent_as_a_function_object():
     body = sent(f.to_settings())
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert body["tools"][0]["function"]["name"] == "get_weather"
+
+
+def test_the_model_choices_are_the_ones_the_upstream_lists(upstream_is_simulator, settings):
+    from chat import models_list
+
+    models_list.forget()
+    settings.PLAYGROUND_MODELS = ["not/listed-upstream"]
+    try:
+        offered = [value for value, _ in SettingsForm().fields["model"].choices if value]
+        assert offered == ["alibaba/qwen3.5-omni-flash", "alibaba/qwen3.5-omni-plus"]
+        refused = form(model="not/listed-upstream")
+        assert not refused.is_valid() and "model" in refused.errors
+        assert form(model="alibaba/qwen3.5-omni-plus").is_valid()
+    finally:
+        models_list.forget()
