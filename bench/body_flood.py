@@ -737,9 +737,12 @@ def refused_unread(shot: dict) -> bool:
 
 
 def refused_at_limit(shot: dict, limits: dict) -> bool:
-    """A 413 once past the route's limit, or still under the limit when the phase ended (a
-    body that size is the route's to take)."""
+    """A 411 (a route that takes large bodies wants their length first) or a 413 once past
+    the route's limit, or still under the limit when the phase ended (a body that size is the
+    route's to take)."""
     limit = (route_limit(shot["route"], limits) or 0) + UNREAD_BYTES
+    if shot["status"] == 411:
+        return (shot["sent_at_answer"] or 0) <= UNREAD_BYTES
     if shot["status"] == 413:
         return (shot["sent_at_answer"] or 0) <= limit
     return shot["outcome"] == "still sending at the phase's end" and shot["sent"] <= limit
@@ -912,7 +915,8 @@ def report(args, result: dict, number: int) -> tuple[str, dict]:
         f"/{len(declared)} | {verdict(refused_ok)} |",
         *(
             [
-                "| (chunked: a 413 once past the route's limit, or still under it at the "
+                "| (chunked: a 411 before it is read, a 413 once past the route's limit, or still "
+                "under it at the "
                 f"phase's end) | {sum(refused_at_limit(s, limits) for s in chunked)}"
                 f"/{len(chunked)} | {verdict(chunked_ok)} |"
             ]

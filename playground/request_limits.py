@@ -4,9 +4,11 @@ daphne (Twisted) collects a request's whole body before the app sees any of it, 
 it over in one go: a guard inside Django comes after the memory is spent. So the limit is
 applied where Twisted learns the body's size: `gotLength`, called once the headers are in, for a
 declared `Content-Length`, and `handleContentChunk`, called for every piece that arrives, for a
-chunked body that declares none. Past the limit for its route the request is answered 413 at
-once (no `100 Continue` first), what the client still sends is read and dropped for a moment so
-the answer reaches it, and the connection closes. The app never sees the request.
+chunked body that declares none (on a route that takes bodies larger than most, an upload chunk
+or an import, such a body is answered 411 at once: browsers always declare the length there).
+Past the limit for its route the request is answered 413 at once (no `100 Continue` first),
+what the client still sends is read and dropped for a moment so the answer reaches it, and the
+connection closes. The app never sees the request.
 
 Limits by route (`body_limit`): an upload chunk takes the chunk size and a little more, an
 archive import its own limit, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own
@@ -33,9 +35,11 @@ CHUNK_OVERHEAD = 64 * 1024
 # client (which may still be sending) gets the answer rather than a reset connection.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
+# Routes that take bodies larger than most: a chunked body there is refused before it is read.
+LENGTH_REQUIRED = {"upload", "import_conversation"}
 
 
-def _route(path: str) -> str | None:
+def route_of(path: str) -> str | None:
     """The URL name of a request target (`/uploads/abc/?x=1` -> 'upload')."""
     try:
         return resolve(unquote(path.split("?", 1)[0])).url_name
@@ -43,9 +47,8 @@ def _route(path: str) -> str | None:
         return None
 
 
-def body_limit(path: str) -> int:
-    """The largest request body, in bytes, that `path` takes."""
-    name = _route(path)
+def body_limit(name: str | None) -> int:
+    """The largest request body, in bytes, that the route named `name` takes."""
     if name == "upload":
         return settings.PLAYGROUND_UPLOAD_CHUNK_BYTES + CHUNK_OVERHEAD
     if name == "import_conversation":
@@ -53,10 +56,9 @@ def body_limit(path: str) -> int:
     return settings.PLAYGROUND_MAX_BODY_BYTES
 
 
-def refusal(path: str, limit: int, size: int | None) -> bytes:
+def refusal(name: str | None, limit: int, size: int | None) -> bytes:
     """The 413 answer to a body of `size` bytes (None: not declared), whole, as it goes on the
     wire: an import's in the words and markup of the import form's own refusals."""
-    name = _route(path)
     if name == "import_conversation":
         message = too_big(size).message
         body = render_to_string("chat/archive.html#refusal", {"message": message}).encode()
@@ -68,12 +70,26 @@ def refusal(path: str, limit: int, size: int | None) -> bytes:
         body = f"This request is too large: this address takes at most {human_bytes(limit)}.\n"
         body = body.encode()
         kind = b"text/plain; charset=utf-8"
+    return _answer(b"413 Content Too Large", kind, body)
+
+
+def _answer(status: bytes, kind: bytes, body: bytes) -> bytes:
     return (
-        b"HTTP/1.1 413 Content Too Large\r\n"
+        b"HTTP/1.1 " + status + b"\r\n"
         b"Content-Type: " + kind + b"\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n"
         b"Connection: close\r\n\r\n" + body
     )
+
+
+def length_required(name: str | None) -> bytes:
+    """The 411 answer to a chunked body on a route that takes large ones. Pure."""
+    text = "Send this request with a Content-Length header."
+    if name == "upload":
+        body, kind = json.dumps({"error": text}).encode(), b"application/json"
+    else:
+        body, kind = text.encode(), b"text/plain; charset=utf-8"
+    return _answer(b"411 Length Required", kind, body)
 
 
 class LimitedRequest(http_protocol.WebRequest):
@@ -83,11 +99,18 @@ class LimitedRequest(http_protocol.WebRequest):
 
     def gotLength(self, length: int | None) -> None:
         # The request line is the channel's until the body is in: its path decides the limit.
-        self.body_limit = body_limit(self.channel._path.decode("latin-1"))
+        self.route = route_of(self.channel._path.decode("latin-1"))
+        self.body_limit = body_limit(self.route)
         self.body_received = 0
         if length is not None and length > self.body_limit:
             super().gotLength(0)
             self.refuse(length)
+            return
+        if length is None and self.route in LENGTH_REQUIRED:
+            # A route that takes large bodies wants their length first (browsers always give
+            # it): one without would be read up to the limit before it could be refused.
+            super().gotLength(0)
+            self.refuse(None, status=411)
             return
         super().gotLength(length)
 
@@ -104,7 +127,7 @@ class LimitedRequest(http_protocol.WebRequest):
         if not self.refused:
             super().requestReceived(command, path, version)
 
-    def refuse(self, size: int | None) -> None:
+    def refuse(self, size: int | None, status: int = 413) -> None:
         self.refused = True
         channel = self.channel
         transport = channel.transport
@@ -120,7 +143,11 @@ class LimitedRequest(http_protocol.WebRequest):
 
         # What follows (the rest of this read, and every later one) is dropped unparsed.
         channel.dataReceived = channel.rawDataReceived = drop
-        transport.write(refusal(channel._path.decode("latin-1"), self.body_limit, size))
+        if status == 413:
+            answer = refusal(self.route, self.body_limit, size)
+        else:
+            answer = length_required(self.route)
+        transport.write(answer)
         if hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()  # the answer, then end of stream; still reading
         else:

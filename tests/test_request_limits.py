@@ -161,6 +161,17 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server):
     assert limit < sent < limit + 16 * 1024 * 1024
 
 
+def test_a_chunked_body_to_a_route_that_takes_large_ones_must_declare_its_length(server):
+    for path in ("/import/", "/uploads/abc/"):
+        with socket.create_connection(("127.0.0.1", server)) as sock:
+            sock.sendall(
+                head("PUT" if "uploads" in path else "POST", path, "Transfer-Encoding: chunked")
+            )
+            reply = answer(sock)
+        assert status(reply) == 411, path
+        assert b"Content-Length" in reply.partition(b"\r\n\r\n")[2]
+
+
 def test_an_upload_chunk_may_be_the_chunk_size_and_no_more_than_a_little_over(server):
     over = ask(server, head("PUT", "/uploads/abc/", f"Content-Length: {CHUNK_BYTES * 3}"))
     assert status(over) == 413
