@@ -221,7 +221,8 @@ class Message(models.Model):
             facts.append(("Prompt tokens → completion tokens", f"{prompt} → {completion} tokens"))
         if (first_token := self.time_to_first_token) is not None:
             facts.append(("Time to first token", f"{first_token:.2f} s to first token"))
-        if (duration := self.duration) is not None:
+        # A reply that failed or was stopped before its first token measured nothing.
+        if self.first_token_at and (duration := self.duration) is not None:
             facts.append(("Total time", f"{duration:.1f} s"))
         if speed := self.tokens_per_second:
             facts.append(("", f"{speed:.0f} tok/s"))
