@@ -34,7 +34,7 @@ from django.utils.text import Truncator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from . import branches, files, turns
+from . import branches, files, tool_calls, turns
 from .attachments import _serve_file, copy_attachment
 from .models import Attachment, Conversation, Message, Share, load_attachments
 
@@ -98,6 +98,7 @@ def snapshot_messages(share: Share) -> list[Message]:
     by_id = {m.pk: m for m in found}
     messages = [by_id[pk] for pk in share.message_ids if pk in by_id]
     load_attachments(messages)
+    tool_calls.name_results(messages)
     return messages
 
 

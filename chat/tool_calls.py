@@ -32,3 +32,15 @@ def pretty_arguments(arguments: str) -> tuple[str, bool]:
         return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False), True
     except ValueError:
         return arguments, False
+
+
+def name_results(messages: list) -> None:
+    """Give each tool result in `messages` (in conversation order) the name of the function it
+    answers, as `tool_name`, from the call before it in the same list: its label reads "Result
+    of get_weather", with no query per message. One whose call is not in the list keeps none."""
+    names: dict[str, str] = {}
+    for message in messages:
+        for call in message.tool_calls or []:
+            names[call.get("id", "")] = (call.get("function") or {}).get("name", "")
+        if message.role == "tool" and message.tool_call_id in names:
+            message.tool_name = names[message.tool_call_id]

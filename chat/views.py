@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import branches, code_samples, files, generation, turns
+from . import branches, code_samples, files, generation, tool_calls, turns
 from .attachments import copy_attachment
 from .conversations import search as search_conversations
 from .conversations import sidebar
@@ -143,6 +143,7 @@ def shown_messages(conversation: Conversation) -> tuple[list[Message], list[Mess
         message.branch = positions.get(message.pk)
         message.has_children = message.pk in parents
     load_attachments(path)
+    tool_calls.name_results(path)
     return path, everything
 
 
@@ -601,6 +602,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
                 tool_call_id=call["id"],
             )
             created.append(parent)
+        tool_calls.name_results([call_message, *created])
         assistant, payload = turns.begin_reply(conversation, parent)
     messages = [*created, assistant]
     return "", (conversation, messages, payload, turns.insert_frames(messages))

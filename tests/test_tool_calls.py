@@ -62,3 +62,17 @@ def test_a_tool_result_with_a_nul_is_refused_in_place(alice, alice_client, resul
     assert response.status_code == 422
     assert "Null characters are not allowed." in response.content.decode()
     assert list(conversation.messages.values_list("pk", flat=True)) == [asked.pk]
+
+
+def test_each_tool_result_is_named_after_the_call_it_answers():
+    from chat.models import Message
+    from chat.tool_calls import name_results
+
+    calls = [
+        {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+        {"id": "b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]
+    reply = Message(role="assistant", tool_calls=calls)
+    results = [Message(role="tool", tool_call_id=i, content="{}") for i in ("b", "a", "c")]
+    name_results([reply, *results])
+    assert [getattr(m, "tool_name", None) for m in results] == ["get_time", "get_weather", None]
