@@ -14,14 +14,21 @@ find_python() {
   exit 1
 }
 
+# One line per slow step, so a first start is not a silent minute.
+step() {
+  echo "==> $*" >&2
+}
+
 ensure_venv() {
   local extras="$1"
   if [ ! -x .venv/bin/python ]; then
+    step "Creating the Python environment in .venv"
     "$(find_python)" -m venv .venv
   fi
   # Reinstall only when the dependency list changed.
   local stamp=".venv/.installed-$extras"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    step "Installing the dependencies (the first time takes a minute or two)"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e ".[$extras]"
     touch "$stamp"
