@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.http import QueryDict
 
 from .models_list import offered_models
 
@@ -306,3 +307,54 @@ def initial_from_settings(stored: dict[str, Any]) -> dict[str, Any]:
         choice["function"]["name"] if isinstance(choice, dict) else choice or ""
     )
     return initial
+
+
+def _as_posted(form_class: type[SettingsForm], initial: dict[str, Any], name: str):
+    """A field's initial value as a browser would post it (None: not posted at all)."""
+    value = initial.get(name)
+    field = form_class.base_fields[name]
+    if isinstance(field, forms.NullBooleanField):
+        return "" if value is None else str(value).lower()
+    if isinstance(field, forms.BooleanField):
+        return "on" if value else None
+    return "" if value is None else str(value)
+
+
+def settings_data(stored: dict[str, Any]) -> QueryDict:
+    """Stored settings as the panel would post them. Pure."""
+    data = QueryDict(mutable=True)
+    initial = initial_from_settings(stored)
+    for name in SettingsForm.base_fields:
+        value = _as_posted(SettingsForm, initial, name)
+        if value is not None:
+            data[name] = value
+    return data
+
+
+def autosaved_settings(
+    data: QueryDict, stored: dict[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    """(The settings to store, or None if nothing can be; the posted form's errors by field).
+
+    A field with a wrong value keeps its stored value while the others are saved; one whose
+    stored value is no longer right with the rest (e.g. a thinking budget once thinking is off)
+    is left out."""
+    form = SettingsForm(data)
+    if form.is_valid():
+        return form.to_settings(), {}
+    errors = {name: list(messages) for name, messages in form.errors.items()}
+    merged = data.copy()
+    initial = initial_from_settings(stored)
+    for attempt in ("stored", "blank"):
+        wrong = [name for name in form.errors if name in SettingsForm.base_fields]
+        if not wrong:
+            return None, errors  # only a refusal of the whole form: nothing to keep
+        for name in wrong:
+            value = _as_posted(SettingsForm, initial, name) if attempt == "stored" else None
+            merged.pop(name, None)
+            if value is not None:
+                merged[name] = value
+        form = SettingsForm(merged)
+        if form.is_valid():
+            return form.to_settings(), errors
+    return None, errors

@@ -9,7 +9,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,7 +24,13 @@ from .conversations import search as search_conversations
 from .conversations import sidebar
 from .forms import ComposerForm, ThrottledLoginForm
 from .models import Attachment, Conversation, Message, Preset, load_attachments
-from .settings_form import KNOWN_VOICES, SettingsForm, initial_from_settings
+from .settings_form import (
+    KNOWN_VOICES,
+    SettingsForm,
+    autosaved_settings,
+    initial_from_settings,
+    settings_data,
+)
 
 SIDEBAR_SIZE = 200
 # The words of Django's own check (forms.CharField), for text that reaches a view without a form.
@@ -430,6 +436,13 @@ def conversation_settings(request: HtmxHttpRequest, conversation_id: int) -> Htt
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     if request.method != "POST":
         return _panel(request, conversation, settings_form_for(request.user, conversation))
+    if _is_partial(request):
+        stored = conversation.settings
+        saved, answer = _autosave(request, stored)
+        if saved is not None:
+            conversation.settings = saved
+            conversation.save(update_fields=["settings"])
+        return answer(conversation)
     form = SettingsForm(request.POST)
     if not form.is_valid():
         return _panel(request, conversation, form, status=422)
@@ -443,17 +456,67 @@ def default_settings(request: HtmxHttpRequest) -> HttpResponse:
     """Settings for new chats: kept as the person's default preset."""
     if request.method != "POST":
         return _panel(request, None, settings_form_for(request.user, None))
+    if _is_partial(request):
+        with transaction.atomic():
+            saved, answer = _autosave(request, turns.default_settings(request.user))
+            if saved is not None:
+                _save_default(request.user, saved)
+        return answer(None)
     form = SettingsForm(request.POST)
     if not form.is_valid():
         return _panel(request, None, form, status=422)
     with transaction.atomic():
-        preset = request.user.presets.filter(is_default=True).first()
-        if preset is None:
-            preset = Preset(owner=request.user, name=_free_preset_name(request.user, "Default"))
-            preset.is_default = True
-        preset.settings = form.to_settings()
-        preset.save()
+        _save_default(request.user, form.to_settings())
     return _panel(request, None, form, saved="Saved as the default for new chats.")
+
+
+def _save_default(user, stored: dict) -> None:
+    preset = user.presets.select_for_update().filter(is_default=True).first()
+    if preset is None:
+        preset = Preset(owner=user, name=_free_preset_name(user, "Default"))
+        preset.is_default = True
+    preset.settings = stored
+    preset.save()
+
+
+def _is_partial(request) -> bool:
+    """An autosave from the panel (`autosave`), or a form that sets some fields (`only`)."""
+    return "autosave" in request.POST or "only" in request.POST
+
+
+def _autosave(request, stored: dict):
+    """(The settings to store or None; a function of the conversation giving the response.)
+
+    `autosave` (the panel's script, on each change): the whole panel is posted; what is right
+    is saved, each wrong field keeps its stored value, and the answer is JSON the panel shows
+    in place. `only=<field>` (the header's model picker without JavaScript): those fields
+    change, the rest stay as stored, then back to the page."""
+    if "autosave" in request.POST:
+        data = request.POST
+    else:
+        data = settings_data(stored)
+        for name in request.POST.getlist("only"):
+            if name in SettingsForm.base_fields:
+                data.setlist(name, request.POST.getlist(name))
+    saved, errors = autosaved_settings(data, stored)
+    if saved is not None and not errors:
+        status = "Saved"
+    elif saved is not None:
+        status = "Saved, except the field marked."
+    else:
+        status = "Not saved: fix the field marked."
+
+    def answer(conversation):
+        if "autosave" not in request.POST:
+            if errors:
+                form = SettingsForm(data)
+                form.is_valid()
+                return _panel(request, conversation, form, status=422)
+            return redirect(conversation or "new_chat")
+        body = {"saved": saved is not None, "errors": errors, "status": status}
+        return JsonResponse(body, status=422 if errors else 200)
+
+    return saved, answer
 
 
 def _free_preset_name(user, name: str) -> str:

@@ -203,3 +203,100 @@ def test_tools_with_a_number_json_cannot_carry_are_refused(client, conversation,
     assert response.status_code == 422
     conversation.refresh_from_db()
     assert conversation.settings == {}
+
+
+def test_an_autosave_saves_the_valid_fields_and_reports_the_wrong_one(client, conversation):
+    conversation.settings = {"temperature": 1.0, "seed": 3}
+    conversation.save()
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"autosave": "1", "temperature": "7", "seed": "3", "system_prompt": "Be terse."},
+    )
+    assert response.status_code == 422
+    answer = response.json()
+    assert answer["saved"] is True
+    assert "less than or equal to 2" in answer["errors"]["temperature"][0]
+    assert set(answer["errors"]) == {"temperature"}
+    conversation.refresh_from_db()
+    # The wrong value is not saved; the others are, and the stored temperature stays.
+    assert conversation.settings == {"temperature": 1.0, "seed": 3, "system_prompt": "Be terse."}
+
+
+def test_an_autosave_of_valid_fields_says_saved(client, conversation):
+    response = client.post(
+        f"/c/{conversation.pk}/settings/", {"autosave": "1", "temperature": "0.3"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"saved": True, "errors": {}, "status": "Saved"}
+    conversation.refresh_from_db()
+    assert conversation.settings == {"temperature": 0.3}
+
+
+def test_an_autosave_with_a_cross_field_error_keeps_the_stored_value(client, conversation):
+    conversation.settings = {"enable_thinking": True, "thinking_budget": 50}
+    conversation.save()
+    # Thinking turned off with its budget still set: the budget is refused, thinking stays on.
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"autosave": "1", "thinking_budget": "80", "max_tokens": "30"},
+    )
+    assert response.status_code == 422
+    assert "thinking_budget" in response.json()["errors"]
+    conversation.refresh_from_db()
+    assert conversation.settings["max_tokens"] == 30
+    assert "thinking_budget" not in conversation.settings or (
+        conversation.settings.get("enable_thinking") is True
+    )
+
+
+def test_default_settings_autosave_too(client, alice):
+    response = client.post("/settings/", {"autosave": "1", "seed": "12"})
+    assert response.json()["saved"] is True
+    assert Preset.objects.get(owner=alice, is_default=True).settings == {"seed": 12}
+
+
+def test_another_users_conversation_is_not_autosaved(client, alice, django_user_model):
+    bob = django_user_model.objects.create_user("bob")
+    theirs = Conversation.objects.create(owner=bob, title="Bob's")
+    response = client.post(f"/c/{theirs.pk}/settings/", {"autosave": "1", "seed": "1"})
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.settings == {}
+
+
+def test_a_form_post_only_for_the_model_keeps_the_other_settings(client, conversation):
+    conversation.settings = {"temperature": 0.2, "seed": 5}
+    conversation.save()
+    response = client.post(
+        f"/c/{conversation.pk}/settings/",
+        {"only": "model", "model": "alibaba/qwen3.5-omni-plus"},
+    )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.settings == {
+        "temperature": 0.2,
+        "seed": 5,
+        "model": "alibaba/qwen3.5-omni-plus",
+    }
+
+
+def test_the_header_offers_the_model_picker_with_the_saved_model(client, conversation):
+    conversation.settings = {"model": "alibaba/qwen3.5-omni-plus"}
+    conversation.save()
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    picker = html.split('data-testid="model-picker"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="alibaba/qwen3.5-omni-plus" selected>' in picker
+    assert 'data-testid="settings-status"' in html and 'aria-live="polite"' in html
+
+
+def test_example_prompts_are_shown_only_on_an_empty_chat(client, conversation):
+    from chat.models import Message
+
+    html = client.get("/new/").content.decode()
+    assert html.count('data-testid="example"') >= 7
+    kinds = {"image", "audio", "video", "microphone"}
+    assert all(f'data-example-kind="{kind}"' in html for kind in kinds)
+    assert 'data-example-accept="video/*"' in html
+    assert 'data-testid="examples"' in client.get(f"/c/{conversation.pk}/").content.decode()
+    Message.objects.create(conversation=conversation, role="user", content="Hi")
+    assert 'data-testid="examples"' not in client.get(f"/c/{conversation.pk}/").content.decode()

@@ -1,5 +1,7 @@
 """The settings panel, spoken answers and 'View code' in a real browser."""
 
+import json
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in, screenshot
@@ -91,3 +93,74 @@ def test_thinking_and_speech_together_are_explained_not_sent(app_server, new_con
     page.check("#settings-form input[name=enable_thinking]")
     page.click("[data-testid=save-settings]")
     expect(page.locator("#settings-form [data-testid=error]").first).to_contain_text("thinking off")
+
+
+def request_of(server, reply) -> dict:
+    """The request the upstream received for a reply, as saved on the message."""
+    message_id = reply.get_attribute("data-id")
+    code = (
+        "import json; from chat.models import Message; "
+        f"print(json.dumps(Message.objects.get(pk={message_id}).request))"
+    )
+    return json.loads(server.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+def test_a_setting_changed_without_save_reaches_the_next_request(app_server, new_context):
+    app_server.create_user("autosaver")
+    page = new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, app_server, "autosaver")
+    start_chat(page, app_server, "First [sim:length=3]")
+
+    page.click("[data-testid=open-settings]")
+    status = page.locator("[data-testid=settings-status]")
+    expect(status).to_have_attribute("aria-live", "polite")
+    page.fill("#settings-form input[name=temperature]", "0.35")
+    expect(status).to_have_text("Saved")
+    # A wrong value is explained in place and not saved; the others still are.
+    page.fill("#settings-form input[name=top_p]", "7")
+    page.fill("#settings-form input[name=seed]", "42")
+    error = page.locator("#settings-form .field:has([name=top_p]) [data-testid=error]")
+    expect(error).to_contain_text("less than or equal to 1")
+    expect(status).to_contain_text("except the field marked")
+    screenshot(page, "settings-autosave-error")
+    page.fill("#settings-form input[name=top_p]", "")
+    expect(status).to_have_text("Saved")
+    expect(error).to_have_count(0)
+
+    # The header's model picker is the panel's model field.
+    page.select_option("[data-testid=model-picker]", "alibaba/qwen3.5-omni-plus")
+    expect(page.locator("#settings-form select[name=model]")).to_have_value(
+        "alibaba/qwen3.5-omni-plus"
+    )
+    expect(status).to_have_text("Saved")
+    screenshot(page, "settings-autosave")
+
+    reply = send_and_wait(page, "Second [sim:length=3]")
+    sent = request_of(app_server, reply)
+    assert sent["temperature"] == 0.35
+    assert sent["seed"] == 42
+    assert "top_p" not in sent
+    assert sent["model"] == "alibaba/qwen3.5-omni-plus"
+
+    page.reload()  # the panel and the picker show what was saved
+    expect(page.locator("[data-testid=model-picker]")).to_have_value("alibaba/qwen3.5-omni-plus")
+    expect(page.locator("#settings-form input[name=temperature]")).to_have_value("0.35")
+
+
+def test_an_example_prompt_fills_the_composer_on_an_empty_chat(app_server, new_context):
+    app_server.create_user("curious")
+    page = new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, app_server, "curious")
+    page.goto(app_server.url + "/new/")
+    examples = page.locator("[data-testid=example]")
+    expect(examples.first).to_be_visible()
+    screenshot(page, "examples")
+    examples.first.click()
+    composer = page.locator("textarea[name=text]")
+    expect(composer).to_have_value("Explain how a rainbow forms, in three short paragraphs.")
+    expect(composer).to_be_focused()
+
+    with page.expect_file_chooser() as chooser:
+        page.click("[data-testid=example][data-example-kind=video]")
+    assert chooser.value.element.get_attribute("accept") == "video/*"
+    expect(composer).to_have_value("Describe what happens in this video.")
