@@ -427,8 +427,15 @@ def _reply_meta(message: Message) -> str:
     return f"*{' · '.join(parts)}*" if parts else ""
 
 
-def conversation_markdown(snap: Snapshot) -> str:
-    """The branch shown, as Markdown to read. Pure."""
+MEDIA_LEFT_OUT = (
+    "Media files are not in this Markdown file: the zip export (Export zip, with media) holds "
+    "them, and its own conversation.md links them."
+)
+
+
+def conversation_markdown(snap: Snapshot, with_media: bool = False) -> str:
+    """The branch shown, as Markdown to read. Pure. `with_media`: it goes into the zip beside
+    the media files, so it links them; on its own it names them and says where they are."""
     conversation = snap.conversation
     stored = conversation.settings if isinstance(conversation.settings, dict) else {}
     path = branches.shown_path(snap.messages, conversation.current_id)
@@ -448,6 +455,8 @@ def conversation_markdown(snap: Snapshot) -> str:
     if len(path) != len(snap.messages):
         shown += f" on the branch shown, of {len(snap.messages)} in all branches"
     lines += [shown, ""]
+    if snap.attachments and not with_media:
+        lines += [f"*{MEDIA_LEFT_OUT}*", ""]
     if stored.get("system_prompt"):
         lines += [_quote(f"**System prompt**\n\n{stored['system_prompt']}"), ""]
 
@@ -462,9 +471,12 @@ def conversation_markdown(snap: Snapshot) -> str:
             lines += [message.content.rstrip(), ""]
         for attachment in files.get(message.pk, []):
             name = _link_text(attachment.original_name or "file")
-            target = media_names(attachment)["original"]
-            bang = "!" if attachment.kind == Attachment.Kind.IMAGE else ""
-            lines += [f"{bang}[{name}]({target})", ""]
+            if with_media:
+                target = media_names(attachment)["original"]
+                bang = "!" if attachment.kind == Attachment.Kind.IMAGE else ""
+                lines += [f"{bang}[{name}]({target})", ""]
+            else:
+                lines += [f"*{attachment.kind}: {name} (in the zip export, not in this file)*", ""]
         if message.tool_calls:
             calls = json.dumps(message.tool_calls, indent=2, ensure_ascii=False)
             lines += ["**Tool calls**", "", _fence(calls, "json"), ""]
@@ -482,7 +494,7 @@ def write_zip(snap: Snapshot, target: IO[bytes]) -> None:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         record = conversation_json(snap)
         archive.writestr(JSON_NAME, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
-        archive.writestr(MARKDOWN_NAME, conversation_markdown(snap))
+        archive.writestr(MARKDOWN_NAME, conversation_markdown(snap, with_media=True))
         for attachment in snap.attachments:
             names = media_names(attachment)
             for variant, file_field in (

@@ -353,7 +353,11 @@ def test_the_zip_holds_the_documented_json_the_markdown_and_the_media(as_alice, 
     assert photo["files"]["poster"] == f"media/{image.key}.poster.jpg"
     assert photo["sha256"] == image.sha256
     assert hashlib.sha256(files[photo["files"]["original"]]).hexdigest() == image.sha256
-    assert "conversation.md" in files
+    # The zip's Markdown links the media beside it.
+    markdown = files["conversation.md"].decode()
+    assert f"![photo.png](media/{image.key}-photo.png)" in markdown
+    assert f"[tone.flac](media/{tree['sound'].key}-tone.flac)" in markdown
+    assert "not in this Markdown file" not in markdown
 
 
 def test_markdown_export_reads_as_the_branch_shown(as_alice, tree):
@@ -369,8 +373,11 @@ def test_markdown_export_reads_as_the_branch_shown(as_alice, tree):
     assert "of 8 in all branches" in text
     assert text.count("## You") == 2 and text.count("## Assistant") == 3
     assert "> **Thinking**\n>\n> Let me look.\n>\n> A gradient and a yellow disc." in text
-    assert f"![photo.png](media/{tree['image'].key}-photo.png)" in text
-    assert f"[tone.flac](media/{tree['sound'].key}-tone.flac)" in text
+    # The files are not in it: it names them and says where they are, linking nothing.
+    assert "](media/" not in text
+    assert "Media files are not in this Markdown file: the zip export" in text
+    assert "*image: photo.png (in the zip export, not in this file)*" in text
+    assert "*audio: tone.flac (in the zip export, not in this file)*" in text
     assert '```json\n[\n  {\n    "id": "call_1"' in text
     assert "## Tool result (`call_1`)" in text
     assert "It is 21 °C in Paris." in text
