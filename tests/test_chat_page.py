@@ -223,3 +223,121 @@ def test_tool_call_replies_render_with_the_same_number_of_queries_however_many(c
         assert page.count('data-testid="send-tool-results"') == 1
         assert page.count('data-testid="tool-call"') == pairs
     assert counts[0] == counts[1]
+
+
+def _reply(alice, **fields):
+    from chat.models import Message
+
+    conversation = Conversation.objects.create(owner=alice, title="Replies")
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    reply = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", **fields
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(current=reply)
+    return conversation, reply
+
+
+def _article(page: str, message) -> str:
+    start = page.index(f'id="message-{message.pk}"')
+    return page[start : page.index("</article>", start)]
+
+
+@pytest.mark.parametrize("status", ["error", "stopped", "interrupted"])
+def test_an_unfinished_reply_offers_retry_only_and_no_unmeasured_figures(client, alice, status):
+    from django.utils import timezone
+
+    now = timezone.now()
+    conversation, reply = _reply(
+        alice,
+        status=status,
+        content="",
+        started_at=now,
+        finished_at=now,
+        error={"kind": "server_error", "status": 500, "message": "Boom."},
+    )
+    article = _article(client.get(f"/c/{conversation.pk}/").content.decode(), reply)
+    assert article.count('data-testid="retry"') == 1
+    assert 'data-testid="regenerate"' not in article
+    assert "0.0 s" not in article and "tok/s" not in article
+
+
+def test_a_finished_reply_offers_regenerate_and_its_measured_time(client, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    conversation, reply = _reply(
+        alice,
+        status="complete",
+        content="Hello",
+        html="<p>Hello</p>",
+        started_at=now,
+        first_token_at=now + timedelta(seconds=0.5),
+        finished_at=now + timedelta(seconds=2),
+    )
+    article = _article(client.get(f"/c/{conversation.pk}/").content.decode(), reply)
+    assert 'data-testid="regenerate"' in article and 'data-testid="retry"' not in article
+    assert "2.0 s" in article
+
+
+WEATHER = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+
+
+def test_a_reply_of_only_tool_calls_has_no_empty_reply_placeholder(client, alice):
+    conversation, reply = _reply(alice, status="complete", content="", tool_calls=[WEATHER])
+    article = _article(client.get(f"/c/{conversation.pk}/").content.decode(), reply)
+    assert "(empty reply)" not in article
+    assert 'data-testid="tool-call"' in article and "get_weather" in article
+
+
+def test_a_tool_result_is_labelled_with_the_function_it_answers(client, alice):
+    from chat.models import Message
+
+    conversation, reply = _reply(alice, status="complete", content="", tool_calls=[WEATHER])
+    result = Message.objects.create(
+        conversation=conversation,
+        parent=reply,
+        role="tool",
+        content='{"temperature": 21}',
+        tool_call_id="call_1",
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(current=result)
+    article = _article(client.get(f"/c/{conversation.pk}/").content.decode(), result)
+    assert 'data-testid="tool-result-label"' in article
+    assert re.search(r"Result of\s*<code>get_weather</code>", article)
+
+
+# Icons drawn from an emoji font show as empty boxes where none is installed.
+EMOJI = re.compile("[\u2300-\u2317\u2319-\u23ff\u25a0-\u25ff\u2600-\u27bf\U0001f000-\U0001faff]")
+
+
+def test_the_chat_page_draws_its_icons_without_emoji(client, alice):
+    conversation, reply = _reply(alice, status="error", content="", tool_calls=[WEATHER])
+    Conversation.objects.filter(pk=conversation.pk).update(pinned=True)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "📌" not in page and "🔧" not in page
+    assert EMOJI.findall(page) == []
+    assert "<svg" in page
+
+
+def test_the_scripts_and_styles_add_no_emoji_icons():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("chat.js", "attachments.js", "speech.js", "shortcuts.js", "theme.js", "app.css"):
+        text = (root / "static" / "chat" / name).read_text()
+        assert EMOJI.findall(text) == [], name
+
+
+def test_import_is_an_entry_that_opens_the_file_picker_not_a_file_control(client, alice):
+    page = client.get("/new/").content.decode()
+    assert 'data-action="choose-import"' in page
+    form = page[page.index('data-testid="import-form"') :]
+    form = form[: form.index("</form>")]
+    assert 'type="file"' in form and 'class="visually-hidden"' in form
+    assert 'data-testid="import"' in form  # shown once a file is chosen

@@ -273,6 +273,37 @@
     if (cancel) cancel.closest("form").remove();
   });
 
+  // Import: the entry opens the file picker; the chosen file is named beside its Import button
+  // (the native control would sit in the sidebar for good).
+  function importRow(form) {
+    return form.querySelector(".import-row");
+  }
+  document.addEventListener("click", function (event) {
+    var choose = event.target.closest("[data-action=choose-import]");
+    if (choose) {
+      var input = document.getElementById("import-archive");
+      if (input) input.click();
+      return;
+    }
+    var cancel = event.target.closest("[data-action=cancel-import]");
+    if (cancel) {
+      var form = cancel.closest("form");
+      form.reset();
+      importRow(form).hidden = true;
+      form.querySelector("#import-result").innerHTML = "";
+    }
+  });
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("[data-testid=import-form] input[type=file]")) return;
+    var form = input.closest("form");
+    var file = input.files[0];
+    importRow(form).hidden = !file;
+    form.querySelector("[data-testid=import-name]").textContent = file ? file.name : "";
+    form.querySelector("#import-result").innerHTML = "";
+    if (file) form.querySelector("[data-testid=import]").focus();
+  });
+
   // An archive larger than an import takes is refused here, before its bytes are sent (the
   // server would answer 413 as soon as it saw the length).
   document.addEventListener("htmx:beforeRequest", function (event) {
