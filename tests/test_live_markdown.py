@@ -1,6 +1,8 @@
 """Markdown rendered block by block as a reply streams (chat/live_markdown.py)."""
 
+import asyncio
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +164,84 @@ def test_any_markdown_streams_to_the_blocks_of_its_whole_text(lines, sizes, trai
     text = "\n".join(lines) + ("\n" if trailing else "")
     _blocks, html = stream(text, sizes * 50)
     assert html == render_blocks(text)
+
+
+# End to end: the real job streams the simulator's Markdown reply through the real consumer.
+
+BLOCKS = re.compile(
+    r'<div hx-swap-oob="beforebegin:#message-(\d+)-tail">(.*?)</div>(?=<span)', re.S
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
+    upstream_is_simulator, alice
+):
+    from tests.test_relay import logged_in, new_conversation, open_page, send
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Hello [sim:delay=0.005]")
+    frames = []
+    async with asyncio.timeout(30):
+        while True:
+            frame = await page.ws.receive_from(timeout=30)
+            page.apply(frame)
+            if reply.pk in page.final:
+                break
+            frames.append(frame)
+    await reply.arefresh_from_db()
+    streamed = [html for message_id, html in BLOCKS.findall("".join(frames))]
+    assert any("<strong>" in html for html in streamed)  # before the reply completed
+    assert any("<li>" in html for html in streamed)
+    assert any("<pre" in html for html in streamed)
+    # Each block was sent once, in order, and the finished message is those blocks and the last.
+    assert reply.html.startswith("".join(streamed))
+    assert reply.html == render_blocks(reply.content)
+    assert page.text[reply.pk] == reply.content
+    await page.ws.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_page_drawn_mid_stream_shows_the_checkpoints_blocks_and_its_tail(alice_client, alice):
+    from chat.models import Conversation, Message
+
+    conversation = Conversation.objects.create(owner=alice, title="Live")
+    text = "**Bold** start\n\n- one\n- two\n\nStill <typing\nmore"
+    Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", content=text
+    )
+    page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+    html, tail = split_rendered(text)
+    assert "<li>one</li>" in html
+    assert html in page
+    assert tail == "Still <typing\nmore"
+    assert "Still &lt;typing\nmore</span>" in page
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_page_that_reconnects_mid_stream_gets_the_blocks_so_far_and_the_tail(
+    upstream_is_simulator, alice
+):
+    from tests.test_relay import logged_in, new_conversation, open_page, send
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    first = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Hello [sim:delay=0.02]")
+    await first.receive_until(lambda p: "```" in p.text.get(reply.pk, ""))
+    second = await open_page(client, conversation.pk, after=reply.pk, streaming=(reply.pk,))
+    region = f'hx-swap-oob="innerHTML:#message-{reply.pk}-text-md">'
+    async with asyncio.timeout(20):
+        frame = ""
+        while region not in frame:
+            frame = await second.ws.receive_from(timeout=20)
+    shown = frame.split(region, 1)[1]
+    assert shown.startswith("<p><strong>Offline simulator</strong>")
+    assert "<li>Model: <code>" in shown
+    assert f'<p class="stream" id="message-{reply.pk}-tail">' in shown
+    await first.ws.disconnect()
+    await second.ws.disconnect()
