@@ -251,6 +251,7 @@ def blocks_html(message_id: int, part: str, html: str) -> str:
 
 def tail_html(message_id: int, part: str, text: str) -> str:
     """The open tail, all of it: what follows the blocks the page now holds."""
+    text = text.lstrip("\n")  # the gap before it is the tail's margin
     return f'<span hx-swap-oob="innerHTML:#message-{message_id}-{part}">{escape(text)}</span>'
 
 
@@ -260,7 +261,7 @@ def live_region_html(message_id: int, part: str, html: str, tail: str) -> str:
     name = "live_text" if part == "text" else "live_reasoning"
     region = render_to_string(
         f"chat/chat.html#{name}",
-        {"message_id": message_id, "blocks": mark_safe(html), "tail": tail},
+        {"message_id": message_id, "blocks": mark_safe(html), "tail": tail.lstrip("\n")},
     )
     return f'<div hx-swap-oob="innerHTML:#message-{message_id}-{part}-md">{region}</div>'
 

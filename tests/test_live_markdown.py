@@ -201,6 +201,11 @@ async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
     assert reply.html.startswith("".join(streamed))
     assert reply.html == render_blocks(reply.content)
     assert page.text[reply.pk] == reply.content
+    # The tail shown after blocks took its start begins with text: the gap is its margin.
+    tails = re.findall(
+        rf'hx-swap-oob="innerHTML:#message-{reply.pk}-text">(.*?)</span>', "".join(frames), re.S
+    )
+    assert tails and not any(tail.startswith("\n") for tail in tails)
     await page.ws.disconnect()
 
 

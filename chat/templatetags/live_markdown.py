@@ -19,4 +19,4 @@ def live_blocks(text: str) -> tuple[str, str]:
     """A streaming text as a live page holds it: its complete blocks' sanitised HTML, and the
     open tail's source (to be escaped)."""
     html, tail = live_markdown.split_rendered(text or "")
-    return mark_safe(html), tail
+    return mark_safe(html), tail.lstrip("\n")  # the gap before it is the tail's margin

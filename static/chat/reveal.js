@@ -74,7 +74,22 @@
     if (el.animate) el.animate([{ opacity: 0.35 }, { opacity: 1 }], { duration: 160, easing: "ease-out" });
   }
 
+  // The tail's blank lines before its first text are the gap between blocks, which the tail's
+  // own margin already shows (the server sends the tail without them).
+  function trimLeading(node) {
+    for (var before = node.previousSibling; before; before = before.previousSibling) {
+      if (before.data || queue.some(function (item) { return item.node === before; })) return;
+    }
+    var trimmed = node.data.replace(/^\n+/, "");
+    if (trimmed !== node.data) node.data = trimmed;
+  }
+
   function watch(records) {
+    records.forEach(function (record) {
+      Array.prototype.forEach.call(record.addedNodes, function (node) {
+        if (node.nodeType === Node.TEXT_NODE && isTail(record.target)) trimLeading(node);
+      });
+    });
     if (still()) return;
     var replaced = new Set();
     records.forEach(function (record) {

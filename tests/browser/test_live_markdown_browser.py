@@ -1,0 +1,76 @@
+"""A reply's Markdown renders while it streams, and nothing jumps when it completes."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in, screenshot
+
+ASSISTANT = "[data-testid=message][data-role=assistant]"
+
+# Each animation frame, what the last reply shows: its status, the height of its content and of
+# its open tail (the text not yet rendered).
+RECORD_HEIGHTS = """() => {
+  window.heights = [];
+  function look() {
+    const replies = document.querySelectorAll('#transcript [data-role=assistant]');
+    const reply = replies[replies.length - 1];
+    if (reply) {
+      const content = reply.querySelector('[data-testid=message-content]');
+      const tail = reply.querySelector('p.stream');
+      window.heights.push({
+        status: reply.dataset.status,
+        content: content.getBoundingClientRect().height,
+        tail: tail ? tail.getBoundingClientRect().height : 0,
+        pre: reply.querySelectorAll('.md pre').length,
+      });
+    }
+    requestAnimationFrame(look);
+  }
+  look();
+}"""
+
+
+def test_bold_a_list_and_code_render_while_the_reply_streams(app_server, new_context):
+    app_server.create_user("reader")
+    page = new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, app_server, "reader")
+    page.goto(app_server.url + "/new/")
+    page.fill("textarea[name=text]", "Show me Markdown [sim:delay=0.06]")
+    page.click("[data-testid=send]")
+
+    reply = page.locator(ASSISTANT).last
+    expect(reply).to_have_attribute("data-status", "streaming")
+    page.evaluate(RECORD_HEIGHTS)
+    content = reply.locator("[data-testid=message-content]")
+    expect(content.locator("strong").first).to_be_visible()
+    expect(content.locator("li").first).to_be_visible()
+    expect(content.locator("pre").first).to_be_visible(timeout=30_000)
+    # All three while the reply is still streaming, as HTML, not as `**` and `-` text.
+    assert reply.get_attribute("data-status") == "streaming"
+    assert "**Offline simulator**" not in content.inner_text()
+    screenshot(page, "live-markdown-streaming")
+
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    heights = page.evaluate("window.heights")
+    streaming = [h for h in heights if h["status"] == "streaming" and h["pre"]]
+    finished = [h for h in heights if h["status"] == "complete"]
+    assert streaming and finished
+    before, after = streaming[-1], finished[0]
+    # Only the tail changes when the reply completes: the blocks above it stay as they were.
+    assert abs(after["content"] - before["content"]) <= before["tail"] + 1, (before, after)
+
+
+def test_reloading_mid_stream_shows_the_same_blocks(app_server, new_context):
+    app_server.create_user("reloader2")
+    page = new_context().new_page()
+    log_in(page, app_server, "reloader2")
+    page.goto(app_server.url + "/new/")
+    page.fill("textarea[name=text]", "Markdown, then reload [sim:delay=0.06]")
+    page.click("[data-testid=send]")
+    reply = page.locator(ASSISTANT).last
+    expect(reply.locator("li").first).to_be_visible()
+    page.reload()
+    reply = page.locator(ASSISTANT).last
+    expect(reply).to_have_attribute("data-status", "streaming")
+    expect(reply.locator("[data-testid=message-content] li").first).to_be_visible()
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(reply.locator(".md pre")).to_be_visible()
