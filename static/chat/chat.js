@@ -260,6 +260,9 @@
     var source = document.getElementById(button.dataset.copyTarget);
     if (!source || !navigator.clipboard) return;
     var text = source.content ? source.content.textContent : source.textContent;
+    // A message's text comes wrapped in the markup's line breaks and indentation: copy what the
+    // person sees. A code sample is copied exactly.
+    if (button.closest("[data-testid=message-actions]")) text = text.trim();
     navigator.clipboard.writeText(text).then(function () {
       button.textContent = "Copied";
       setTimeout(function () { button.textContent = "Copy"; }, 1500);
@@ -271,6 +274,39 @@
   document.addEventListener("click", function (event) {
     var cancel = event.target.closest("[data-action=cancel-edit]");
     if (cancel) cancel.closest("form").remove();
+  });
+  // The form opens in view, its buttons too (it may open below the fold, under the composer).
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var form = event.target.querySelector && event.target.querySelector(".edit-form");
+    if (!form) return;
+    stickToBottom = false;
+    var textarea = form.querySelector("textarea");
+    if (textarea) textarea.focus({ preventScroll: true });
+    form.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  });
+
+  // The simulator banner can be put away; the header's pill still says the simulator answers.
+  var BANNER_KEY = "simulator-banner-dismissed";
+  function bannerDismissed() {
+    try {
+      return localStorage.getItem(BANNER_KEY) === "1";
+    } catch (error) {
+      return false;
+    }
+  }
+  document.addEventListener("click", function (event) {
+    var dismiss = event.target.closest("[data-action=dismiss-banner]");
+    if (!dismiss) return;
+    dismiss.closest(".banner").hidden = true;
+    try {
+      localStorage.setItem(BANNER_KEY, "1");
+    } catch (error) {
+      // Private windows may refuse storage: the banner stays away for this page only.
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var banner = document.querySelector("[data-testid=simulator-banner]");
+    if (banner && bannerDismissed()) banner.hidden = true;
   });
 
   // Import: the entry opens the file picker; the chosen file is named beside its Import button
