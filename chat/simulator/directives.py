@@ -42,6 +42,11 @@ HELP: tuple[tuple[str, str], ...] = (
 _DIRECTIVE = re.compile(r"\[sim:([a-z-]+)(?:=([^\]\s]*))?\]")
 
 
+def strip_directives(text: str) -> str:
+    """`text` without its [sim:...] markers."""
+    return _DIRECTIVE.sub("", text)
+
+
 @dataclass(frozen=True)
 class Directives:
     help: bool = False

@@ -16,7 +16,9 @@ from .media import AUDIO_TOKENS_PER_SECOND, FALLBACK_TOKENS, Attachment, describ
 from .reply import (
     compose_reasoning,
     compose_reply,
+    compose_title,
     filler_tokens,
+    is_title_request,
     last_user_message,
     message_text,
     split_tokens,
@@ -118,6 +120,8 @@ def plan_completion(body: dict[str, Any], path: str) -> Plan | Refusal:
     else:
         if directives.length:
             content = filler_tokens(directives.length)
+        elif is_title_request(body):
+            content = split_tokens(compose_title(body))
         else:
             content = split_tokens(
                 compose_reply(

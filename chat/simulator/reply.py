@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from .directives import HELP
+from .directives import HELP, strip_directives
 from .media import Attachment
 
 # Keys that every request carries; the rest are "settings" worth reporting.
@@ -20,6 +20,11 @@ FILLER = "The quick brown fox jumps over the lazy dog while the simulator stream
 FILLER_WORDS_PER_PARAGRAPH = 48
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
+# A request whose system prompt starts so asks for a conversation's title (chat/titles.py):
+# the simulator answers with the first TITLE_WORDS words of the user's text.
+TITLE_PROMPT_START = "Write a title of 3 to 6 words"
+TITLE_WORDS = 5
+_WORD = re.compile(r"[^\W_][\w'’-]*")
 
 
 def split_tokens(text: str) -> list[str]:
@@ -140,3 +145,16 @@ def compose_reasoning(
             else "I will write the report as a short Markdown list."
         )
     )
+
+
+def is_title_request(body: dict[str, Any]) -> bool:
+    messages = body.get("messages") or []
+    first = messages[0] if messages else {}
+    return first.get("role") == "system" and message_text(first).startswith(TITLE_PROMPT_START)
+
+
+def compose_title(body: dict[str, Any]) -> str:
+    """The title of a title request: the first words of the user's text, directives left out."""
+    last = last_user_message(body["messages"])
+    words = _WORD.findall(strip_directives(message_text(last) if last else ""))
+    return " ".join(words[:TITLE_WORDS]) or "Untitled chat"
