@@ -31,6 +31,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from . import generation, turns
 from .forms import ComposerForm
@@ -236,6 +237,35 @@ def replace_html(message_id: int, part: str, text: str) -> str:
     return f'<span id="message-{message_id}-{part}" hx-swap-oob="innerHTML">{escape(text)}</span>'
 
 
+# A streaming reply's answer and reasoning each show their complete Markdown blocks as HTML,
+# then the open tail as text (`message-N-text`, `message-N-reasoning`): see live_markdown.
+# Blocks go in before the tail's element; the tail is replaced when blocks take its text.
+_TAIL = {"text": "message-{}-tail", "reasoning": "message-{}-reasoning"}
+
+
+def blocks_html(message_id: int, part: str, html: str) -> str:
+    """Rendered (sanitised) blocks, after the ones the page holds."""
+    target = _TAIL[part].format(message_id)
+    return f'<div hx-swap-oob="beforebegin:#{target}">{html}</div>'
+
+
+def tail_html(message_id: int, part: str, text: str) -> str:
+    """The open tail, all of it: what follows the blocks the page now holds."""
+    text = text.lstrip("\n")  # the gap before it is the tail's margin
+    return f'<span hx-swap-oob="innerHTML:#message-{message_id}-{part}">{escape(text)}</span>'
+
+
+def live_region_html(message_id: int, part: str, html: str, tail: str) -> str:
+    """Every complete block and the tail, in place of what the page held (a snapshot): the
+    same partial as the page's first render."""
+    name = "live_text" if part == "text" else "live_reasoning"
+    region = render_to_string(
+        f"chat/chat.html#{name}",
+        {"message_id": message_id, "blocks": mark_safe(html), "tail": tail.lstrip("\n")},
+    )
+    return f'<div hx-swap-oob="innerHTML:#message-{message_id}-{part}-md">{region}</div>'
+
+
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
     ended = False  # the session ended: the socket is closing
@@ -267,7 +297,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = generation.conversation_group(self.conversation.pk)
         # message id -> (content length, reasoning length) this page holds; absent = not synced.
-        self.offsets: dict[int, tuple[int, int]] = {}
+        # Per streaming message: text lengths (answer, reasoning) and block counts it holds.
+        self.offsets: dict[int, tuple[int, int, int, int]] = {}
         self.last_seen = 0
         self.groups_joined = (
             self.group,
@@ -424,7 +455,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.last_seen = event["message"]
         if event.get("streaming"):
-            self.offsets[event["message"]] = (0, 0)
+            self.offsets[event["message"]] = (0, 0, 0, 0)
         await self.send(text_data=event["html"])
 
     async def stream_delta(self, event: dict) -> None:
@@ -432,29 +463,40 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         held = self.offsets.get(message_id)
         if held is None:
             return
-        content_len, reasoning_len = held
-        if event["content_at"] > content_len or event["reasoning_at"] > reasoning_len:
+        content_len, reasoning_len, content_blocks, reasoning_blocks = held
+        if (
+            event["content_at"] > content_len
+            or event["reasoning_at"] > reasoning_len
+            or event.get("content_blocks_at", 0) > content_blocks
+            or event.get("reasoning_blocks_at", 0) > reasoning_blocks
+        ):
             # A frame went missing: rather than show text with a hole, start again from the
             # job's whole text so far.
             self.offsets.pop(message_id, None)
             await generation.request_snapshot(message_id, self.channel_name)
             return
         parts = []
-        content, content_at = event["content"], event["content_at"]
-        if content and content_at + len(content) > content_len and content_at <= content_len:
-            tail = content[content_len - content_at :]
-            parts.append(append_html(message_id, "text", tail))
-            content_len += len(tail)
-        reasoning, reasoning_at = event["reasoning"], event["reasoning_at"]
-        if (
-            reasoning
-            and reasoning_at + len(reasoning) > reasoning_len
-            and reasoning_at <= reasoning_len
+        counts = []
+        for part, name, held_len, held_blocks in (
+            ("text", "content", content_len, content_blocks),
+            ("reasoning", "reasoning", reasoning_len, reasoning_blocks),
         ):
-            tail = reasoning[reasoning_len - reasoning_at :]
-            parts.append(append_html(message_id, "reasoning", tail))
-            reasoning_len += len(tail)
-        self.offsets[message_id] = (content_len, reasoning_len)
+            text, at = event[name], event[f"{name}_at"]
+            if text and at + len(text) > held_len and at <= held_len:
+                tail = text[held_len - at :]
+                parts.append(append_html(message_id, part, tail))
+                held_len += len(tail)
+            blocks, blocks_at = event.get(f"{name}_blocks"), event.get(f"{name}_blocks_at", 0)
+            if blocks and blocks_at + len(blocks) > held_blocks:
+                # Blocks the text showed complete take their source from the tail.
+                parts.append(
+                    blocks_html(message_id, part, "".join(blocks[held_blocks - blocks_at :]))
+                )
+                parts.append(tail_html(message_id, part, event[f"{name}_tail"]))
+                held_blocks = blocks_at + len(blocks)
+            counts.append((held_len, held_blocks))
+        (content_len, content_blocks), (reasoning_len, reasoning_blocks) = counts
+        self.offsets[message_id] = (content_len, reasoning_len, content_blocks, reasoning_blocks)
         if parts:
             await self.send(text_data="".join(parts))
         if event.get("audio"):
@@ -464,10 +506,29 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def stream_snapshot(self, event: dict) -> None:
         message_id = event["message"]
         content, reasoning = event["content"], event["reasoning"]
-        self.offsets[message_id] = (len(content), len(reasoning))
+        self.offsets[message_id] = (
+            len(content),
+            len(reasoning),
+            event.get("content_blocks", 0),
+            event.get("reasoning_blocks", 0),
+        )
+        # The raw text first, as the tail's element takes it; then the rendered region in
+        # its place (one frame: the page shows only the second).
         await self.send(
             text_data=replace_html(message_id, "text", content)
             + replace_html(message_id, "reasoning", reasoning)
+            + live_region_html(
+                message_id,
+                "text",
+                event.get("content_html", ""),
+                event.get("content_tail", content),
+            )
+            + live_region_html(
+                message_id,
+                "reasoning",
+                event.get("reasoning_html", ""),
+                event.get("reasoning_tail", reasoning),
+            )
         )
 
     async def transcript_replace(self, event: dict) -> None:

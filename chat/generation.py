@@ -5,8 +5,11 @@ conversation's channel-layer group and the job sends frames there. Stop and "wha
 so far?" reach the job through its own group, so they work from any tab and any process.
 
 Frames sent to the conversation group (handled by `consumers.ConversationConsumer`):
-- `stream.delta`: text appended since the last frame, with the offsets it starts at;
-- `stream.snapshot`: the whole text so far, to one subscriber that asked (`job.sync`);
+- `stream.delta`: text appended since the last frame, with the offsets it starts at; and, for
+  the answer and the reasoning each, the Markdown blocks that this text showed complete
+  (rendered, with the count of blocks before them) and then the open tail's source;
+- `stream.snapshot`: the whole text so far, its complete blocks rendered and the open tail, to
+  one subscriber that asked (`job.sync`);
 - `message.final`: the finished message, rendered.
 """
 
@@ -30,8 +33,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import speech, titles, upstream
+from .live_markdown import LiveMarkdown, render_blocks
 from .models import Attachment, Conversation, Message
-from .rendering import message_html, render_markdown
+from .rendering import message_html
 from .tool_calls import merge_fragments, ordered
 
 log = logging.getLogger(__name__)
@@ -160,6 +164,9 @@ class Job:
         self.sent_content_len = 0
         self.sent_reasoning_len = 0
         self.last_frame = 0.0
+        # The Markdown of what was sent, block by block (see live_markdown).
+        self.live_content = LiveMarkdown()
+        self.live_reasoning = LiveMarkdown()
         self.flush_task: asyncio.Task | None = None
         self.flush_lock = asyncio.Lock()
         self.audio = bytearray()  # raw PCM of a spoken answer
@@ -245,15 +252,7 @@ class Job:
                 self.stopped = True
                 stream.cancel()
             elif event.get("type") == "job.sync":
-                await self.layer.send(
-                    event["reply_channel"],
-                    {
-                        "type": "stream.snapshot",
-                        "message": self.message_id,
-                        "content": "".join(self.content),
-                        "reasoning": "".join(self.reasoning),
-                    },
-                )
+                await self.layer.send(event["reply_channel"], self.snapshot())
 
     async def consume(self) -> None:
         async for event in upstream.stream_chat(self.payload, sent=self.sent):
@@ -289,6 +288,22 @@ class Job:
                 self.cost = event.cost
             self.checkpoint()
 
+    def snapshot(self) -> dict:
+        """The text so far for a page that (re)connects: rendered blocks, then the tail (the
+        text received since the last frame included)."""
+        return {
+            "type": "stream.snapshot",
+            "message": self.message_id,
+            "content": "".join(self.content),
+            "reasoning": "".join(self.reasoning),
+            "content_html": self.live_content.html(),
+            "content_blocks": len(self.live_content.blocks),
+            "content_tail": self.live_content.tail + "".join(self.pending_content),
+            "reasoning_html": self.live_reasoning.html(),
+            "reasoning_blocks": len(self.live_reasoning.blocks),
+            "reasoning_tail": self.live_reasoning.tail + "".join(self.pending_reasoning),
+        }
+
     # Frames: the first at once, then at most one per PLAYGROUND_FRAME_INTERVAL
 
     async def frame_due(self) -> None:
@@ -315,15 +330,28 @@ class Job:
         # Whole samples only: a chunk may end in the middle of one.
         cut = len(self.pending_audio) - len(self.pending_audio) % 2
         audio, self.pending_audio = self.pending_audio[:cut], self.pending_audio[cut:]
+        content, reasoning = "".join(self.pending_content), "".join(self.pending_reasoning)
         frame = {
             "type": "stream.delta",
             "message": self.message_id,
-            "content": "".join(self.pending_content),
+            "content": content,
             "content_at": self.sent_content_len,
-            "reasoning": "".join(self.pending_reasoning),
+            "reasoning": reasoning,
             "reasoning_at": self.sent_reasoning_len,
             "audio": base64.b64encode(audio).decode() if audio else "",
         }
+        for name, live, text in (
+            ("content", self.live_content, content),
+            ("reasoning", self.live_reasoning, reasoning),
+        ):
+            if not text:
+                continue
+            live.feed(text)
+            blocks = live.advance()
+            if blocks:
+                frame[f"{name}_blocks"] = blocks
+                frame[f"{name}_blocks_at"] = len(live.blocks) - len(blocks)
+                frame[f"{name}_tail"] = live.tail
         self.sent_content_len = self.content_len
         self.sent_reasoning_len = self.reasoning_len
         self.pending_content.clear()
@@ -361,6 +389,10 @@ class Job:
             self.flush_task.cancel()
         await self.flush()
 
+        # The last blocks; the ones before were rendered as they streamed.
+        self.live_content.advance(final=True)
+        self.live_reasoning.advance(final=True)
+
         def settle() -> dict:  # saved and rendered in one trip to the worker thread
             message = save_final(
                 self.message_id,
@@ -375,6 +407,7 @@ class Job:
                 tool_calls=ordered(self.tool_calls) or None,
                 logprobs=self.logprobs or None,
                 audio=bytes(self.audio),
+                html=self.live_content.html(),
             )
             return final_frame(message)
 
@@ -396,10 +429,12 @@ def save_checkpoint(message_id: int, content: str, reasoning: str, first_token_a
 
 
 def save_final(message_id: int, audio: bytes = b"", **fields: Any) -> Message:
-    """Finalise a reply: its text rendered (off the event loop), status, usage, speech."""
+    """Finalise a reply: its text rendered (unless given: the blocks that streamed), status,
+    usage, speech."""
     now = timezone.now()
-    html = render_markdown(fields["content"]) if fields["content"] else ""
-    fields.update(finished_at=now, checkpoint_at=now, html=html)
+    if fields.get("html") is None:
+        fields["html"] = render_blocks(fields["content"])
+    fields.update(finished_at=now, checkpoint_at=now)
     Message.objects.filter(pk=message_id).update(**fields)
     message = Message.objects.select_related("conversation").get(pk=message_id)
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
@@ -492,7 +527,7 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
     settled = []
     for message in stale.select_related("conversation"):
         message.status = Message.Status.INTERRUPTED
-        message.html = render_markdown(message.content) if message.content else ""
+        message.html = render_blocks(message.content)
         message.finished_at = timezone.now()
         message.error = INTERRUPTED_ERROR
         # Only if nothing changed since it was read: a job that checkpointed or finished in
