@@ -139,16 +139,24 @@ def test_edit_opens_in_view_full_width_with_its_buttons_above_the_composer(new_c
     )
     page = _page(new_context, server, PHONE)
     page.goto(f"{server.url}/c/{pk}/")
-    first = page.locator("[data-testid=message][data-role=user]").first
-    first.locator("[data-testid=edit]").scroll_into_view_if_needed()
-    first.locator("[data-testid=edit]").click()
-    save = first.locator("[data-testid=save-edit]")
+    last = page.locator("[data-testid=message][data-role=user]").last
+    edit = last.locator("[data-testid=edit]")
+    # The message sits at the bottom of the view, just above the composer: the form opens below.
+    edit.evaluate(
+        """button => {
+            const scroller = document.getElementById("scroller");
+            const bottom = scroller.getBoundingClientRect().bottom;
+            scroller.scrollTop -= bottom - button.getBoundingClientRect().bottom - 4;
+        }"""
+    )
+    edit.click()
+    save = last.locator("[data-testid=save-edit]")
     expect(save).to_be_visible()
-    page.wait_for_timeout(600)  # the smooth scroll settles
+    page.wait_for_timeout(800)  # the smooth scroll settles
     composer = _box(page, "#composer")
     button = save.bounding_box()
     assert button["y"] >= 0 and button["y"] + button["height"] <= composer["y"], (button, composer)
-    form = first.locator(".edit-form").bounding_box()
+    form = last.locator(".edit-form").bounding_box()
     transcript = _box(page, "#transcript")
     assert form["width"] >= 0.9 * (transcript["width"] - 24), (form, transcript)
     screenshot(page, "newcomer-phone-edit")
