@@ -545,5 +545,20 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=event["html"])
 
     async def message_final(self, event: dict) -> None:
-        self.offsets.pop(event["message"], None)
+        message_id = event["message"]
+        held = self.offsets.pop(message_id, None)
+        if (
+            held is not None
+            and "kept_html" in event
+            and held[2] == event["content_blocks_at"]
+            and held[3] == event["reasoning_blocks_at"]
+        ):
+            # The page holds every block but the last ones: those in place of the tail, then
+            # the finished message around the content the page keeps.
+            parts = []
+            for part, name in (("text", "content"), ("reasoning", "reasoning")):
+                parts.append(blocks_html(message_id, part, "".join(event[f"{name}_blocks"])))
+                parts.append(f'<div hx-swap-oob="delete:#{_TAIL[part].format(message_id)}"></div>')
+            await self.send(text_data="".join(parts) + event["kept_html"])
+            return
         await self.send(text_data=event["html"])

@@ -390,8 +390,10 @@ class Job:
         await self.flush()
 
         # The last blocks; the ones before were rendered as they streamed.
-        self.live_content.advance(final=True)
-        self.live_reasoning.advance(final=True)
+        last = {
+            name: (len(live.blocks), live.advance(final=True))
+            for name, live in (("content", self.live_content), ("reasoning", self.live_reasoning))
+        }
 
         def settle() -> dict:  # saved and rendered in one trip to the worker thread
             message = save_final(
@@ -409,7 +411,7 @@ class Job:
                 audio=bytes(self.audio),
                 html=self.live_content.html(),
             )
-            return final_frame(message)
+            return final_frame(message, last)
 
         frame = await _db(settle)()
         await self.told.wait()
@@ -466,13 +468,25 @@ def save_spoken_answer(message: Message, pcm: bytes) -> Attachment:
     return attachment
 
 
-def final_frame(message: Message) -> dict:
-    """The finished message, rendered once for every open page of its conversation."""
-    return {
+def final_frame(message: Message, last: dict[str, tuple[int, list[str]]] | None = None) -> dict:
+    """The finished message, rendered once for every open page of its conversation.
+
+    With `last` (for the answer and the reasoning: the count of blocks that streamed, and the
+    blocks after them), it also carries what a page that followed the stream needs: those last
+    blocks, and the message with its content kept from the page (`kept_html`), so the blocks
+    the page holds are not sent again."""
+    frame = {
         "type": "message.final",
         "message": message.pk,
         "html": message_html(message, "replace"),
     }
+    if last is not None and message.html:
+        message.kept = True
+        frame["kept_html"] = message_html(message, "replace")
+        for name, (blocks_at, blocks) in last.items():
+            frame[f"{name}_blocks_at"] = blocks_at
+            frame[f"{name}_blocks"] = blocks
+    return frame
 
 
 def lease() -> timedelta:

@@ -169,7 +169,9 @@ def test_any_markdown_streams_to_the_blocks_of_its_whole_text(lines, sizes, trai
 # End to end: the real job streams the simulator's Markdown reply through the real consumer.
 
 BLOCKS = re.compile(
-    r'<div hx-swap-oob="beforebegin:#message-(\d+)-tail">(.*?)</div>(?=<span)', re.S
+    r'<div hx-swap-oob="beforebegin:#message-(\d+)-tail">(.*?)</div>'
+    r'(?=<span hx-swap-oob|<div hx-swap-oob="(?:delete|beforebegin))',
+    re.S,
 )
 
 
@@ -190,6 +192,7 @@ async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
             frame = await page.ws.receive_from(timeout=30)
             page.apply(frame)
             if reply.pk in page.final:
+                final = frame
                 break
             frames.append(frame)
     await reply.arefresh_from_db()
@@ -201,6 +204,12 @@ async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
     assert reply.html.startswith("".join(streamed))
     assert reply.html == render_blocks(reply.content)
     assert page.text[reply.pk] == reply.content
+    # The final frame brings the last block in place of the tail, and the finished message
+    # around the content the page keeps: no block is sent twice.
+    last = [html for _id, html in BLOCKS.findall(final)]
+    assert "".join(streamed + last) == reply.html
+    assert f'id="message-{reply.pk}-content" hx-preserve' in final
+    assert streamed[0] not in final and streamed[1] not in final
     # The tail shown after blocks took its start begins with text: the gap is its margin.
     tails = re.findall(
         rf'hx-swap-oob="innerHTML:#message-{reply.pk}-text">(.*?)</span>', "".join(frames), re.S
