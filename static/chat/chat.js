@@ -285,29 +285,20 @@
     form.scrollIntoView({ block: "nearest", behavior: "smooth" });
   });
 
-  // The simulator banner can be put away; the header's pill still says the simulator answers.
+  // The simulator banner can be put away (notices.js keeps it away on the next pages); the
+  // header's pill still says the simulator answers.
   var BANNER_KEY = "simulator-banner-dismissed";
-  function bannerDismissed() {
-    try {
-      return localStorage.getItem(BANNER_KEY) === "1";
-    } catch (error) {
-      return false;
-    }
-  }
   document.addEventListener("click", function (event) {
     var dismiss = event.target.closest("[data-action=dismiss-banner]");
     if (!dismiss) return;
-    dismiss.closest(".banner").hidden = true;
+    document.documentElement.dataset.bannerDismissed = "";
     try {
       localStorage.setItem(BANNER_KEY, "1");
     } catch (error) {
       // Private windows may refuse storage: the banner stays away for this page only.
     }
   });
-  document.addEventListener("DOMContentLoaded", function () {
-    var banner = document.querySelector("[data-testid=simulator-banner]");
-    if (banner && bannerDismissed()) banner.hidden = true;
-  });
+
 
   // Import: the entry opens the file picker; the chosen file is named beside its Import button
   // (the native control would sit in the sidebar for good).

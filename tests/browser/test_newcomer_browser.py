@@ -234,3 +234,36 @@ def test_an_unknown_address_shows_the_styled_error_page(new_context, server, vie
     page.goto(f"{server.url}/no/such/page/")
     name = "desktop" if viewport is DESKTOP else "phone"
     screenshot(page, f"newcomer-404-{name}-{scheme}")
+
+
+SPOKEN = """
+from chat.generation import save_spoken_answer
+from chat.models import Conversation
+reply = Conversation.objects.get(pk={pk}).current
+save_spoken_answer(reply, bytes(48000 * 2))
+"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_spoken_answer_player_takes_the_reply_width(new_context, server, viewport):
+    pk = seed(
+        server,
+        "newcomer",
+        "Say it",
+        [
+            {"role": "user", "content": "Say hello"},
+            {"role": "assistant", "status": "complete", "content": "Hello", "html": "<p>Hello</p>"},
+        ],
+    )
+    server.manage("shell", "-c", SPOKEN.format(pk=pk))
+    page = _page(new_context, server, viewport)
+    page.goto(f"{server.url}/c/{pk}/")
+    player = page.locator("[data-testid=message][data-role=assistant] audio")
+    expect(player).to_be_visible()
+    transcript = page.locator("#transcript").evaluate(
+        "el => el.clientWidth - parseFloat(getComputedStyle(el).paddingLeft)"
+        " - parseFloat(getComputedStyle(el).paddingRight)"
+    )
+    assert player.bounding_box()["width"] >= 0.95 * transcript, transcript  # it was ~160 px
+    name = "desktop" if viewport is DESKTOP else "phone"
+    screenshot(page, f"newcomer-spoken-answer-{name}")
