@@ -308,7 +308,7 @@ def _render_fence(self, tokens, idx, options, env) -> str:
         f'<span class="code-lang">{escapeHtml(lang) if lang else "text"}</span>'
         '<button type="button" class="code-copy" data-testid="copy-code" aria-label="Copy code">'
         "Copy</button></div>"
-        f'<pre><code{language}>{body}</code></pre></div>\n'
+        f"<pre><code{language}>{body}</code></pre></div>\n"
     )
 
 
