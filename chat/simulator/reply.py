@@ -24,7 +24,6 @@ _TOKEN = re.compile(r"\S+\s*|\s+")
 # the simulator answers with the first TITLE_WORDS words of the user's text.
 TITLE_PROMPT_START = "Write a title of 3 to 6 words"
 TITLE_WORDS = 5
-_WORD = re.compile(r"[^\W_][\w'’-]*")
 
 
 def split_tokens(text: str) -> list[str]:
@@ -156,5 +155,5 @@ def is_title_request(body: dict[str, Any]) -> bool:
 def compose_title(body: dict[str, Any]) -> str:
     """The title of a title request: the first words of the user's text, directives left out."""
     last = last_user_message(body["messages"])
-    words = _WORD.findall(strip_directives(message_text(last) if last else ""))
-    return " ".join(words[:TITLE_WORDS]) or "Untitled chat"
+    words = strip_directives(message_text(last) if last else "").split()
+    return " ".join(words[:TITLE_WORDS]).rstrip(".,;:!?") or "Untitled chat"

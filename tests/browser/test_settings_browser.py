@@ -164,3 +164,13 @@ def test_an_example_prompt_fills_the_composer_on_an_empty_chat(app_server, new_c
         page.click("[data-testid=example][data-example-kind=video]")
     assert chooser.value.element.get_attribute("accept") == "video/*"
     expect(composer).to_have_value("Describe what happens in this video.")
+
+
+def test_the_first_reply_brings_a_title_to_the_header_and_the_list(app_server, new_context):
+    app_server.create_user("titled")
+    page = new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, app_server, "titled")
+    start_chat(page, app_server, "Tell me [sim:length=3] about the tides of Brittany, please")
+    expect(page.locator("#conversation-title")).to_have_text("Tell me about the tides")
+    expect(page.locator(".conversation-link.current")).to_have_text("Tell me about the tides")
+    expect(page.locator("#conversation-title")).not_to_contain_text("sim:")
