@@ -127,12 +127,18 @@ def test_a_setting_changed_without_save_reaches_the_next_request(app_server, new
     expect(status).to_have_text("Saved")
     expect(error).to_have_count(0)
 
-    # The header's model picker is the panel's model field.
-    page.select_option("[data-testid=model-picker]", "alibaba/qwen3.5-omni-plus")
+    # The header's model picker (beside the title while the panel is closed) is the panel's
+    # model field.
+    page.click("[data-testid=open-settings]")
+    saved = lambda r: r.url.endswith("/settings/") and r.request.method == "POST"  # noqa: E731
+    with page.expect_response(saved) as answer:
+        page.select_option("[data-testid=model-picker]", "alibaba/qwen3.5-omni-plus")
+    assert answer.value.json()["saved"] is True
+    expect(status).to_have_text("Saved")
+    page.click("[data-testid=open-settings]")
     expect(page.locator("#settings-form select[name=model]")).to_have_value(
         "alibaba/qwen3.5-omni-plus"
     )
-    expect(status).to_have_text("Saved")
     screenshot(page, "settings-autosave")
 
     reply = send_and_wait(page, "Second [sim:length=3]")
