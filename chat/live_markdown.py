@@ -68,11 +68,13 @@ def _fence_closed(token, lines: list[str]) -> bool:
 
 def _math_open(chunk: str) -> bool:
     """Whether a `$$` or `\\[` block opens in `chunk` and does not close there."""
-    for match in _MATH_OPEN.finditer(chunk):
+    at = 0
+    while match := _MATH_OPEN.search(chunk, at):
         closer = "$$" if match.group(1) == "$$" else "\\]"
-        rest = chunk[match.end() :]
-        if closer not in rest:
+        end = chunk.find(closer, match.end())
+        if end == -1:
             return True
+        at = end + len(closer)
     return False
 
 

@@ -259,3 +259,23 @@ async def test_a_page_that_reconnects_mid_stream_gets_the_blocks_so_far_and_the_
     assert f'<p class="stream" id="message-{reply.pk}-tail">' in shown
     await first.ws.disconnect()
     await second.ws.disconnect()
+
+
+def test_a_closed_math_block_lets_the_blocks_after_it_complete():
+    text = "$$\nx^2\n$$\n\nA paragraph.\n\n\\[\ny\n\\]\n\nAnother.\n\n# Next\n"
+    assert block_ends(text)[-1] == text.index("\n# Next")  # all but the heading, still open
+
+
+def test_the_tail_stays_one_block_long_however_long_the_reply():
+    section = (
+        "## S\n\nText **b** and $x$.\n\n- a\n- b\n\n```py\nx = 1\n```\n\n"
+        "$$\ny\n$$\n\n| a |\n|---|\n| 1 |\n\n"
+    )
+    live = LiveMarkdown()
+    longest = 0
+    for _ in range(200):
+        for ch in section:
+            live.feed(ch)
+            live.advance()
+            longest = max(longest, len(live.tail))
+    assert longest < len(section)
