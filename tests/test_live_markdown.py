@@ -279,3 +279,25 @@ def test_the_tail_stays_one_block_long_however_long_the_reply():
             live.advance()
             longest = max(longest, len(live.tail))
     assert longest < len(section)
+
+
+@pytest.mark.django_db
+def test_the_thinking_box_renders_markdown_streaming_and_finished(alice_client, alice):
+    from chat.models import Conversation, Message
+
+    conversation = Conversation.objects.create(owner=alice, title="Thinking")
+    reasoning = "First **weigh** it:\n\n- one\n- two\n\nthen decide\nand go"
+    streaming = Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", reasoning=reasoning
+    )
+    page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+    region = page.split(f'id="message-{streaming.pk}-reasoning-md">', 1)[1]
+    assert region.startswith("<p>First <strong>weigh</strong> it:</p>")
+    assert "<li>one</li>" in region
+    assert (
+        f'<span class="reasoning-text" id="message-{streaming.pk}-reasoning">then decide' in region
+    )
+
+    Message.objects.filter(pk=streaming.pk).update(status="complete", content="Done.")
+    page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert f'<div class="md reasoning-md">{render_blocks(reasoning)}</div>' in page
