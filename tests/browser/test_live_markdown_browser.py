@@ -74,3 +74,19 @@ def test_reloading_mid_stream_shows_the_same_blocks(app_server, new_context):
     expect(reply.locator("[data-testid=message-content] li").first).to_be_visible()
     expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
     expect(reply.locator(".md pre")).to_be_visible()
+
+
+def test_a_streaming_reply_on_a_phone_in_dark_mode(app_server, new_context):
+    app_server.create_user("phone-reader")
+    context = new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = context.new_page()
+    log_in(page, app_server, "phone-reader")
+    page.goto(app_server.url + "/new/")
+    page.fill("textarea[name=text]", "Markdown on a phone [sim:delay=0.06]")
+    page.click("[data-testid=send]")
+    reply = page.locator(ASSISTANT).last
+    expect(reply.locator("[data-testid=message-content] pre").first).to_be_visible(timeout=30_000)
+    assert reply.get_attribute("data-status") == "streaming"
+    screenshot(page, "live-markdown-phone-dark-streaming")
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    screenshot(page, "live-markdown-phone-dark-complete")
