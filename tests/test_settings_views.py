@@ -300,3 +300,18 @@ def test_example_prompts_are_shown_only_on_an_empty_chat(client, conversation):
     assert 'data-testid="examples"' in client.get(f"/c/{conversation.pk}/").content.decode()
     Message.objects.create(conversation=conversation, role="user", content="Hi")
     assert 'data-testid="examples"' not in client.get(f"/c/{conversation.pk}/").content.decode()
+
+
+def test_wrong_autosave_and_only_posts_are_answered_in_place(client, conversation):
+    response = client.post(
+        f"/c/{conversation.pk}/settings/", {"autosave": "1", "system_prompt": "a\x00b"}
+    )
+    assert response.status_code == 422
+    assert "Null characters" in response.json()["errors"]["system_prompt"][0]
+    response = client.post(f"/c/{conversation.pk}/settings/", {"only": ["owner", "pk"]})
+    assert response.status_code == 302  # nothing it names is a setting: nothing changes
+    response = client.post(f"/c/{conversation.pk}/settings/", {"only": "model", "model": "x/y"})
+    assert response.status_code == 422
+    assert "not one of the available choices" in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.settings == {}
