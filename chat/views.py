@@ -513,8 +513,10 @@ def _autosave(request, stored: dict):
                 form.is_valid()
                 return _panel(request, conversation, form, status=422)
             return redirect(conversation or "new_chat")
+        # 200 even with errors: the autosave did its job (kept what is right); the errors are
+        # the answer's content, shown in place, not a failed request.
         body = {"saved": saved is not None, "errors": errors, "status": status}
-        return JsonResponse(body, status=422 if errors else 200)
+        return JsonResponse(body)
 
     return saved, answer
 

@@ -212,7 +212,7 @@ def test_an_autosave_saves_the_valid_fields_and_reports_the_wrong_one(client, co
         f"/c/{conversation.pk}/settings/",
         {"autosave": "1", "temperature": "7", "seed": "3", "system_prompt": "Be terse."},
     )
-    assert response.status_code == 422
+    assert response.status_code == 200
     answer = response.json()
     assert answer["saved"] is True
     assert "less than or equal to 2" in answer["errors"]["temperature"][0]
@@ -240,7 +240,7 @@ def test_an_autosave_with_a_cross_field_error_keeps_the_stored_value(client, con
         f"/c/{conversation.pk}/settings/",
         {"autosave": "1", "thinking_budget": "80", "max_tokens": "30"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 200
     assert "thinking_budget" in response.json()["errors"]
     conversation.refresh_from_db()
     assert conversation.settings["max_tokens"] == 30
@@ -306,7 +306,7 @@ def test_wrong_autosave_and_only_posts_are_answered_in_place(client, conversatio
     response = client.post(
         f"/c/{conversation.pk}/settings/", {"autosave": "1", "system_prompt": "a\x00b"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 200
     assert "Null characters" in response.json()["errors"]["system_prompt"][0]
     response = client.post(f"/c/{conversation.pk}/settings/", {"only": ["owner", "pk"]})
     assert response.status_code == 302  # nothing it names is a setting: nothing changes
