@@ -187,7 +187,7 @@ def render_markdown_block(definitions: str, source: str) -> str:
     return rendering.render_markdown(source)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=64)  # finished texts shown again (Thinking boxes on a page)
 def render_blocks(text: str) -> str:
     """A whole text's HTML, block by block: what a finished reply's page shows."""
     if not text:
