@@ -34,7 +34,7 @@ CHUNK_OVERHEAD = 64 * 1024
 # After a refusal, how long and how much of the rest of the body is read and dropped, so the
 # client (which may still be sending) gets the answer rather than a reset connection.
 LINGER_SECONDS = 2.0
-LINGER_BYTES = 16 * 1024 * 1024
+LINGER_BYTES = 1024 * 1024
 # Routes that take bodies larger than most: a chunked body there is refused before it is read.
 LENGTH_REQUIRED = {"upload", "import_conversation"}
 
