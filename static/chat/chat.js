@@ -243,7 +243,36 @@
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     if (stickToBottom) scrollToBottom();
+    announceFinishedReplies();
   });
+
+  // The transcript is not a live region: a screen reader would read every token. A reply is
+  // announced once, in its own polite region, when it has finished.
+  var ANNOUNCED_AS = {
+    complete: "Reply: ",
+    stopped: "Reply stopped: ",
+    error: "Reply failed: ",
+    interrupted: "Reply interrupted: ",
+  };
+  var streamingReplies = {};
+  function announceFinishedReplies() {
+    document
+      .querySelectorAll('#transcript [data-role=assistant][data-status="streaming"]')
+      .forEach(function (el) { streamingReplies[el.id] = true; });
+    Object.keys(streamingReplies).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && el.dataset.status === "streaming") return;
+      delete streamingReplies[id];
+      var region = document.getElementById("reply-announcer");
+      if (!el || !region) return;
+      var content = el.querySelector("[data-testid=message-content]");
+      var error = el.querySelector("[data-testid=error]");
+      var text = (content ? content.textContent : "") + " " + (error ? error.textContent : "");
+      region.textContent =
+        (ANNOUNCED_AS[el.dataset.status] || "Reply: ") + text.replace(/\s+/g, " ").trim();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", announceFinishedReplies);
   document.addEventListener("htmx:afterSwap", function (event) {
     var textarea = document.querySelector("#composer textarea");
     if (textarea && event.target.id === "composer") {
