@@ -30,9 +30,9 @@ RECORD_HEIGHTS = """() => {
 
 
 def test_bold_a_list_and_code_render_while_the_reply_streams(app_server, new_context):
-    app_server.create_user("reader")
+    app_server.create_user("streamreader")
     page = new_context(viewport={"width": 1280, "height": 900}).new_page()
-    log_in(page, app_server, "reader")
+    log_in(page, app_server, "streamreader")
     page.goto(app_server.url + "/new/")
     page.fill("textarea[name=text]", "Show me Markdown [sim:delay=0.06]")
     page.click("[data-testid=send]")
