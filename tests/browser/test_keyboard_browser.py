@@ -154,3 +154,37 @@ def test_a_keyboard_alone_logs_in_chats_stops_changes_a_setting_and_shares(app_s
     page.keyboard.press("Enter")
     expect(dialog.locator("[data-testid=copy-share-url]")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == link.get_attribute("href")
+
+
+ON_SCREEN = """() => {
+  const rect = document.activeElement.getBoundingClientRect();
+  return rect.right > 0 && rect.left < innerWidth && rect.bottom > 0 && rect.top < innerHeight;
+}"""
+
+
+def test_on_a_phone_tab_skips_the_closed_conversation_list_and_reaches_it_once_open(
+    app_server, new_context
+):
+    app_server.create_user("phone-keyboarder")
+    page = new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(app_server.url + "/accounts/login/")
+    page.keyboard.type("phone-keyboarder")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    page.goto(app_server.url + "/new/")
+
+    off_screen = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement !== document.body") and not page.evaluate(
+            ON_SCREEN
+        ):
+            off_screen.append(page.evaluate(FOCUS)["what"])
+    assert not off_screen, f"focus went off screen to: {off_screen}"
+
+    tab_to(page, "[data-action=toggle-sidebar]")
+    page.keyboard.press("Enter")
+    tab_to(page, "input[type=search], [name=q]")
+    assert page.evaluate(ON_SCREEN)
