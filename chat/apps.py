@@ -11,13 +11,15 @@ class ChatConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_save
 
-        from . import consumers, files
+        from . import files, socket_sessions
 
         # A socket lives no longer than its session: log-out ends the session's sockets, a
         # password change (or deactivation) has each of the user's sockets check its own.
-        user_logged_out.connect(consumers.end_session_sockets, dispatch_uid="end-session-sockets")
+        user_logged_out.connect(
+            socket_sessions.end_session_sockets, dispatch_uid="end-session-sockets"
+        )
         post_save.connect(
-            consumers.recheck_user_sockets,
+            socket_sessions.recheck_user_sockets,
             sender=get_user_model(),
             dispatch_uid="recheck-user-sockets",
         )
