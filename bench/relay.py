@@ -32,7 +32,7 @@ so every page is matched to the completion that answered it, whatever the order 
 
 1. Relay overhead per frame. Every WebSocket frame is stamped with `time.monotonic()` when the
    client gets it; CLOCK_MONOTONIC is system-wide on Linux, so the stamps compare with the
-   simulator's. The frame's appended text (HTML-unescaped) brings the page's copy to an offset;
+   simulator's. The frame's appended text (a delta's `t`) brings the page's copy to an offset;
    overhead = frame time - emit time of the delta that reached that offset, i.e. the newest delta
    the frame carries. The per-token delay (default 0.06 s) is longer than the app's frame
    interval (PLAYGROUND_FRAME_INTERVAL, 0.05 s), so coalescing should not make a delta wait;
@@ -100,9 +100,6 @@ START_SECONDS = 30
 MARKER = re.compile(r"bench-[a-z0-9-]+")
 
 # Frames as the page gets them (see chat/consumers.py and templates/chat/chat.html#message).
-APPEND = re.compile(
-    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="beforeend">(.*?)</span>', re.S
-)
 REPLACE = re.compile(
     r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="innerHTML">(.*?)</span>', re.S
 )
@@ -110,7 +107,7 @@ ASSISTANT_INSERT = re.compile(r'<article id="message-(\d+)"[^>]*data-role="assis
 FINAL = re.compile(
     r'<article id="message-(\d+)"[^>]*data-status="(\w+)"[^>]*hx-swap-oob="outerHTML"', re.S
 )
-TEXT_APPEND_HINT = '-text" hx-swap-oob="beforeend"'
+DELTA_HINT = '{"d":'  # a delta frame (chat/frames.py): a JSON line, then any blocks' HTML
 FINAL_HINT = 'hx-swap-oob="outerHTML"'
 ANSWER_HINT = ('{"type": "sent"', '{"type": "refused"')
 
@@ -436,7 +433,7 @@ class Page:
         async for frame in self.ws:
             now = time.monotonic()
             self.frames.append((now, frame))
-            if self.first_text_at is None and TEXT_APPEND_HINT in frame:
+            if self.first_text_at is None and frame.startswith(DELTA_HINT) and '"t":' in frame:
                 self.first_text_at = now
             if FINAL_HINT in frame:
                 self.finals += 1
@@ -532,13 +529,12 @@ def check_stream(page: Page, record: dict) -> StreamCheck:
         for message_id, part, body in REPLACE.findall(frame):
             if message_id == assistant and part == "text":
                 text = html.unescape(body)
-        appended = [
-            html.unescape(body)
-            for message_id, part, body in APPEND.findall(frame)
-            if message_id == assistant and part == "text"
-        ]
-        if appended:
-            piece = "".join(appended)
+        piece = ""
+        if frame.startswith(DELTA_HINT):
+            delta = json.loads(frame.partition("\n")[0])
+            if str(delta["d"]) == assistant:
+                piece = delta.get("t", "")
+        if piece:
             result.add(emits, len(text), piece, received_at)
             text += piece
     result.finish(emits, text)

@@ -1,9 +1,10 @@
 """The WebSocket a chat page keeps open: it subscribes to its conversation, takes the page's
 messages (the quickest way to the model: no new HTTP request) and forwards Stop.
 
-Frames are HTML fragments that htmx's ws extension swaps in by id (out of band). Streamed text
-is appended, never re-sent: each delta frame carries the offsets it starts at, and a page only
-gets a delta that continues exactly where its copy of the text ends.
+Frames are HTML fragments that htmx's ws extension swaps in by id (out of band), but for a
+streaming reply's deltas: those are compact frames the page's script applies (chat/frames.py).
+Streamed text is appended, never re-sent: each delta carries the offsets it starts at, and a
+page only gets a delta that continues exactly where its copy of the text ends.
 
 A socket lives no longer than the session that opened it: log-out, a password change and the
 session's expiry end it at once (close code 4401), and each thing the page asks of it checks
@@ -24,8 +25,9 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from . import generation, turns
+from . import frames, generation, turns
 from .forms import ComposerForm
+from .live_markdown import normalize
 from .models import Conversation, Message
 from .rendering import message_html
 from .socket_sessions import session_expiry, session_group, user_group
@@ -148,17 +150,13 @@ def _errors_html(form) -> str:
     return render_to_string("chat/chat.html#composer_errors", {"form": form})
 
 
-def append_html(message_id: int, part: str, text: str) -> str:
-    return f'<span id="message-{message_id}-{part}" hx-swap-oob="beforeend">{escape(text)}</span>'
-
-
 def replace_html(message_id: int, part: str, text: str) -> str:
     return f'<span id="message-{message_id}-{part}" hx-swap-oob="innerHTML">{escape(text)}</span>'
 
 
 # A streaming reply's answer and reasoning each show their complete Markdown blocks as HTML,
 # then the open tail as text (`message-N-text`, `message-N-reasoning`): see live_markdown.
-# Blocks go in before the tail's element; the tail is replaced when blocks take its text.
+# Blocks go in before the tail's element (deltas do the same: chat/frames.py).
 _TAIL = {"text": "message-{}-tail", "reasoning": "message-{}-reasoning"}
 
 
@@ -166,12 +164,6 @@ def blocks_html(message_id: int, part: str, html: str) -> str:
     """Rendered (sanitised) blocks, after the ones the page holds."""
     target = _TAIL[part].format(message_id)
     return f'<div hx-swap-oob="beforebegin:#{target}">{html}</div>'
-
-
-def tail_html(message_id: int, part: str, text: str) -> str:
-    """The open tail, all of it: what follows the blocks the page now holds."""
-    text = text.lstrip("\n")  # the gap before it is the tail's margin
-    return f'<span hx-swap-oob="innerHTML:#message-{message_id}-{part}">{escape(text)}</span>'
 
 
 def live_region_html(message_id: int, part: str, html: str, tail: str) -> str:
@@ -383,44 +375,62 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if held is None:
             return
         content_len, reasoning_len, content_blocks, reasoning_blocks = held
+        content_at, reasoning_at = event["content_at"], event["reasoning_at"]
+        content_blocks_at = event.get("content_blocks_at", content_blocks)
+        reasoning_blocks_at = event.get("reasoning_blocks_at", reasoning_blocks)
         if (
-            event["content_at"] > content_len
-            or event["reasoning_at"] > reasoning_len
-            or event.get("content_blocks_at", 0) > content_blocks
-            or event.get("reasoning_blocks_at", 0) > reasoning_blocks
+            content_at > content_len
+            or reasoning_at > reasoning_len
+            or content_blocks_at > content_blocks
+            or reasoning_blocks_at > reasoning_blocks
         ):
             # A frame went missing: rather than show text with a hole, start again from the
             # job's whole text so far.
             self.offsets.pop(message_id, None)
             await generation.request_snapshot(message_id, self.channel_name)
             return
-        parts = []
-        counts = []
-        for part, name, held_len, held_blocks in (
-            ("text", "content", content_len, content_blocks),
-            ("reasoning", "reasoning", reasoning_len, reasoning_blocks),
-        ):
-            text, at = event[name], event[f"{name}_at"]
-            if text and at + len(text) > held_len and at <= held_len:
-                tail = text[held_len - at :]
-                parts.append(append_html(message_id, part, tail))
-                held_len += len(tail)
-            blocks, blocks_at = event.get(f"{name}_blocks"), event.get(f"{name}_blocks_at", 0)
-            if blocks and blocks_at + len(blocks) > held_blocks:
-                # Blocks the text showed complete take their source from the tail.
-                parts.append(
-                    blocks_html(message_id, part, "".join(blocks[held_blocks - blocks_at :]))
-                )
-                parts.append(tail_html(message_id, part, event[f"{name}_tail"]))
-                held_blocks = blocks_at + len(blocks)
-            counts.append((held_len, held_blocks))
-        (content_len, content_blocks), (reasoning_len, reasoning_blocks) = counts
+        new_blocks = (len(event.get("content_blocks", ())), len(event.get("reasoning_blocks", ())))
+        if (content_at, reasoning_at, content_blocks_at, reasoning_blocks_at) == held:
+            # The page holds the text up to where the frame starts: the job's frame as it is.
+            page = event["page"]
+            content_blocks += new_blocks[0]
+            reasoning_blocks += new_blocks[1]
+            content_len += len(event["content"])
+            reasoning_len += len(event["reasoning"])
+        else:
+            # A snapshot gave the page part of this frame already: only the rest.
+            parts = {}
+            counts = []
+            for name, held_len, held_blocks, added in (
+                ("content", content_len, content_blocks, new_blocks[0]),
+                ("reasoning", reasoning_len, reasoning_blocks, new_blocks[1]),
+            ):
+                text, at = event[name], event[f"{name}_at"]
+                if text and at + len(text) > held_len:
+                    parts[name] = normalize(text[held_len - at :])
+                    held_len = at + len(text)
+                blocks_at = event.get(f"{name}_blocks_at", 0)
+                if added and blocks_at + added > held_blocks:
+                    # Blocks the text showed complete take their source from the tail.
+                    parts[f"{name}_blocks"] = "".join(event[f"{name}_blocks"][held_blocks - blocks_at :])
+                    held_blocks = blocks_at + added
+                counts.append((held_len, held_blocks))
+            (content_len, content_blocks), (reasoning_len, reasoning_blocks) = counts
+            page = frames.delta_frame(
+                message_id,
+                text=parts.get("content", ""),
+                blocks=parts.get("content_blocks"),
+                tail=event.get("content_tail", ""),
+                reasoning=parts.get("reasoning", ""),
+                reasoning_blocks=parts.get("reasoning_blocks"),
+                reasoning_tail=event.get("reasoning_tail", ""),
+            )
         self.offsets[message_id] = (content_len, reasoning_len, content_blocks, reasoning_blocks)
-        if parts:
-            await self.send(text_data="".join(parts))
+        if page:
+            await self.send(text_data=page)
         if event.get("audio"):
-            # Speech is played, not shown: the page's script takes JSON frames before htmx does.
-            await self.send_json({"type": "audio", "message": message_id, "pcm": event["audio"]})
+            # Speech is played, not shown (static/chat/speech.js).
+            await self.send(text_data=event["audio"])
 
     async def stream_snapshot(self, event: dict) -> None:
         message_id = event["message"]

@@ -32,7 +32,7 @@ from django.core.files.base import ContentFile
 from django.db.models import Q
 from django.utils import timezone
 
-from . import speech, titles, upstream
+from . import frames, speech, titles, upstream
 from .live_markdown import LiveMarkdown, render_blocks
 from .models import Attachment, Conversation, Message
 from .rendering import message_html
@@ -338,20 +338,34 @@ class Job:
             "content_at": self.sent_content_len,
             "reasoning": reasoning,
             "reasoning_at": self.sent_reasoning_len,
-            "audio": base64.b64encode(audio).decode() if audio else "",
+            "audio": frames.audio_frame(self.message_id, base64.b64encode(audio).decode())
+            if audio
+            else "",
         }
+        # The page's frame, built here once for every page that holds the text so far.
+        page: dict[str, str | None] = {}
         for name, live, text in (
             ("content", self.live_content, content),
             ("reasoning", self.live_reasoning, reasoning),
         ):
             if not text:
                 continue
-            live.feed(text)
+            page[name] = live.feed(text)
             blocks = live.advance()
             if blocks:
                 frame[f"{name}_blocks"] = blocks
                 frame[f"{name}_blocks_at"] = len(live.blocks) - len(blocks)
                 frame[f"{name}_tail"] = live.tail
+                page[f"{name}_blocks"] = "".join(blocks)
+        frame["page"] = frames.delta_frame(
+            self.message_id,
+            text=page.get("content") or "",
+            blocks=page.get("content_blocks"),
+            tail=self.live_content.tail,
+            reasoning=page.get("reasoning") or "",
+            reasoning_blocks=page.get("reasoning_blocks"),
+            reasoning_tail=self.live_reasoning.tail,
+        )
         self.sent_content_len = self.content_len
         self.sent_reasoning_len = self.reasoning_len
         self.pending_content.clear()

@@ -132,12 +132,16 @@ class LiveMarkdown:
         self.definitions = ""  # link reference definitions seen so far
         self.after_cr = False  # the text so far ends with "\r": a "\n" next is the same line end
 
-    def feed(self, text: str) -> None:
+    def feed(self, text: str) -> str:
+        """Add streamed text; return it as the renderer reads it (line ends normalised)."""
         if self.after_cr and text.startswith("\n"):
             text = text[1:]
-        if text:
-            self.after_cr = text.endswith("\r")
-            self.tail += normalize(text)
+        if not text:
+            return ""
+        self.after_cr = text.endswith("\r")
+        text = normalize(text)
+        self.tail += text
+        return text
 
     def advance(self, final: bool = False) -> list[str]:
         """Render the blocks the text now shows complete; return their HTML (in order)."""

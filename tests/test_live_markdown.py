@@ -168,9 +168,10 @@ def test_any_markdown_streams_to_the_blocks_of_its_whole_text(lines, sizes, trai
 
 # End to end: the real job streams the simulator's Markdown reply through the real consumer.
 
-BLOCKS = re.compile(
+# The final frame's last blocks, in place of the tail.
+LAST_BLOCKS = re.compile(
     r'<div hx-swap-oob="beforebegin:#message-(\d+)-tail">(.*?)</div>'
-    r'(?=<span hx-swap-oob|<div hx-swap-oob="(?:delete|beforebegin))',
+    r'(?=<div hx-swap-oob="(?:delete|beforebegin))',
     re.S,
 )
 
@@ -195,8 +196,12 @@ async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
                 final = frame
                 break
             frames.append(frame)
+            if reply.pk in page.tail:
+                # The page's tail is the text after the blocks it holds, from its first line.
+                _html, tail = split_rendered(page.text[reply.pk])
+                assert page.tail[reply.pk] == tail.lstrip("\n")
     await reply.arefresh_from_db()
-    streamed = [html for message_id, html in BLOCKS.findall("".join(frames))]
+    streamed = page.blocks[reply.pk]
     assert any("<strong>" in html for html in streamed)  # before the reply completed
     assert any("<li>" in html for html in streamed)
     assert any("<pre" in html for html in streamed)
@@ -206,15 +211,13 @@ async def test_a_reply_streams_as_blocks_whose_concatenation_is_the_final_html(
     assert page.text[reply.pk] == reply.content
     # The final frame brings the last block in place of the tail, and the finished message
     # around the content the page keeps: no block is sent twice.
-    last = [html for _id, html in BLOCKS.findall(final)]
+    last = [html for _id, html in LAST_BLOCKS.findall(final)]
     assert "".join(streamed + last) == reply.html
     assert f'id="message-{reply.pk}-content" hx-preserve' in final
     assert streamed[0] not in final and streamed[1] not in final
-    # The tail shown after blocks took its start begins with text: the gap is its margin.
-    tails = re.findall(
-        rf'hx-swap-oob="innerHTML:#message-{reply.pk}-text">(.*?)</span>', "".join(frames), re.S
-    )
-    assert tails and not any(tail.startswith("\n") for tail in tails)
+    # Deltas are compact frames: the text as it is, no markup around it.
+    deltas = [frame for frame in frames if frame.startswith('{"d":')]
+    assert len(deltas) > 5 and not any("hx-swap-oob" in frame for frame in deltas)
     await page.ws.disconnect()
 
 

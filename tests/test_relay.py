@@ -20,11 +20,13 @@ from playground.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-APPEND = re.compile(
-    r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="beforeend">(.*?)</span>', re.S
-)
 REPLACE = re.compile(
     r'<span id="message-(\d+)-(text|reasoning)" hx-swap-oob="innerHTML">(.*?)</span>', re.S
+)
+# A snapshot's rendered region: its tail is what the page's tail shows from then on.
+REGION_TAIL = re.compile(
+    r'hx-swap-oob="innerHTML:#message-(\d+)-text-md">.*?<span id="message-\d+-text">(.*?)</span>',
+    re.S,
 )
 INSERT = re.compile(r'hx-swap-oob="beforeend:#transcript">\s*<article id="message-(\d+)"')
 FINAL = re.compile(
@@ -32,13 +34,27 @@ FINAL = re.compile(
 )
 
 
+def read_delta(frame: str) -> tuple[dict, str]:
+    """A delta frame (chat/frames.py) as its JSON line and the blocks' HTML after it."""
+    line, _, body = frame.partition("\n")
+    return json.loads(line), body
+
+
+def keep_last(text: str, units: int) -> str:
+    """The last `units` UTF-16 code units of `text`, as the page's script keeps them."""
+    data = text.encode("utf-16-le")
+    return data[max(0, len(data) - 2 * units) :].decode("utf-16-le")
+
+
 class Page:
     """What one browser tab holds of a conversation, rebuilt from the frames it receives."""
 
     def __init__(self, communicator: WebsocketCommunicator):
         self.ws = communicator
-        self.text: dict[int, str] = {}
+        self.text: dict[int, str] = {}  # every text delta, added up
         self.reasoning: dict[int, str] = {}
+        self.blocks: dict[int, list[str]] = {}  # the answer's blocks, as deltas brought them
+        self.tail: dict[int, str] = {}  # the answer's open tail, as the page shows it
         self.final: dict[int, str] = {}
         self.inserted: list[int] = []
         self.audio: dict[int, bytearray] = {}
@@ -47,9 +63,11 @@ class Page:
 
     def apply(self, frame: str) -> None:
         self.frames += 1
-        if frame.startswith("{"):  # JSON frames: speech, and answers to a message sent
-            data = json.loads(frame)
-            if data["type"] == "audio":
+        if frame.startswith("{"):  # JSON: deltas, speech, and answers to a message sent
+            data, body = read_delta(frame)
+            if "d" in data:
+                self.apply_delta(data, body)
+            elif data["type"] == "audio":
                 self.audio.setdefault(data["message"], bytearray()).extend(
                     base64.b64decode(data["pcm"])
                 )
@@ -59,13 +77,23 @@ class Page:
         for message_id, part, text in REPLACE.findall(frame):
             store = self.text if part == "text" else self.reasoning
             store[int(message_id)] = html.unescape(text)
-        for message_id, part, text in APPEND.findall(frame):
-            store = self.text if part == "text" else self.reasoning
-            store[int(message_id)] = store.get(int(message_id), "") + html.unescape(text)
+        for message_id, text in REGION_TAIL.findall(frame):
+            self.tail[int(message_id)] = html.unescape(text)
         for message_id in INSERT.findall(frame):
             self.inserted.append(int(message_id))
         for message_id, status in FINAL.findall(frame):
             self.final[int(message_id)] = status
+
+    def apply_delta(self, data: dict, body: str) -> None:
+        message_id = data["d"]
+        self.text[message_id] = self.text.get(message_id, "") + data.get("t", "")
+        self.reasoning[message_id] = self.reasoning.get(message_id, "") + data.get("r", "")
+        self.tail[message_id] = self.tail.get(message_id, "") + data.get("t", "")
+        if "k" in data:
+            if "rk" in data:  # the reasoning's blocks follow the answer's
+                body = body.encode("utf-16-le")[: 2 * data["b"]].decode("utf-16-le")
+            self.blocks.setdefault(message_id, []).append(body)
+            self.tail[message_id] = keep_last(self.tail[message_id], data["k"]).lstrip("\n")
 
     async def receive_until_final(self, message_id: int, timeout: float = 20) -> str:
         async with asyncio.timeout(timeout):

@@ -78,18 +78,25 @@
   });
 
   // JSON frames are for the page's scripts, not HTML for htmx: each becomes a playground:frame
-  // event (speech.js plays "audio"; "sent" and "refused" answer a message sent below).
+  // event (stream.js applies a streaming reply's deltas, speech.js plays "audio"; "sent" and
+  // "refused" answer a message sent below). A delta's JSON line may be followed by the HTML
+  // of the Markdown blocks it completed: that is the frame's `body`.
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     var text = event.detail.message;
     if (typeof text !== "string" || text.charAt(0) !== "{") return;
     event.preventDefault();
+    var end = text.indexOf("\n");
     var frame;
     try {
-      frame = JSON.parse(text);
+      frame = JSON.parse(end === -1 ? text : text.slice(0, end));
     } catch (error) {
       return;
     }
+    if (end !== -1) frame.body = text.slice(end + 1);
     document.dispatchEvent(new CustomEvent("playground:frame", { detail: frame }));
+  });
+  document.addEventListener("playground:streamed", function () {
+    if (stickToBottom) scrollToBottom();
   });
 
   // Sending: over the page's open socket, so the reply's request leaves without waiting for a

@@ -112,6 +112,16 @@
     });
   }
 
+  // Text queued inside an element shown whole at once (stream.js, before the element's text
+  // is cut where Markdown blocks took it).
+  document.addEventListener("reveal:finish", function (event) {
+    queue = queue.filter(function (item) {
+      if (!event.target.contains(item.node)) return true;
+      item.node.data = item.text;
+      return false;
+    });
+  });
+
   function start() {
     var live = document.getElementById("live");
     if (!live || !window.MutationObserver) return;

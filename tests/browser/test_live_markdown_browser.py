@@ -90,3 +90,67 @@ def test_a_streaming_reply_on_a_phone_in_dark_mode(app_server, new_context):
     screenshot(page, "live-markdown-phone-dark-streaming")
     expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
     screenshot(page, "live-markdown-phone-dark-complete")
+
+
+# The page's side of a delta frame (static/chat/stream.js), fed frames as the socket brings
+# them (chat.js turns each into a playground:frame event), on a streaming message's markup as
+# the page renders it (templates/chat/chat.html#live_text, #live_reasoning).
+LIVE_MESSAGE = """() => {
+  const article = document.createElement('article');
+  article.innerHTML =
+    '<div class="md reasoning-md" id="message-9001-reasoning-md">' +
+    '<span class="reasoning-text" id="message-9001-reasoning">Thinking 🙂 </span></div>' +
+    '<div class="md live" id="message-9001-text-md"><p class="stream" id="message-9001-tail">' +
+    '<span id="message-9001-text">A 🙂 start</span><span class="cursor"></span></p></div>';
+  document.getElementById('transcript').appendChild(article);
+}"""
+
+FEED = """(frames) => {
+  for (const text of frames) {
+    const end = text.indexOf('\\n');
+    const frame = JSON.parse(end === -1 ? text : text.slice(0, end));
+    if (end !== -1) frame.body = text.slice(end + 1);
+    document.dispatchEvent(new CustomEvent('playground:frame', { detail: frame }));
+  }
+  const pick = (id) => document.getElementById(id);
+  return {
+    text: pick('message-9001-text').textContent,
+    reasoning: pick('message-9001-reasoning').textContent,
+    answer: pick('message-9001-text-md').innerHTML,
+    thinking: pick('message-9001-reasoning-md').innerHTML,
+  };
+}"""
+
+
+def test_delta_frames_append_text_and_put_completed_blocks_before_the_tail(
+    app_server, new_context
+):
+    from chat.frames import delta_frame
+
+    app_server.create_user("frame-reader")
+    page = new_context(reduced_motion="reduce").new_page()
+    log_in(page, app_server, "frame-reader")
+    page.goto(app_server.url + "/new/")
+    page.evaluate(LIVE_MESSAGE)
+    frames = [
+        delta_frame(9001, text=" and 🙂 more\n\n", reasoning="first 🙂 part\n\n"),
+        # Both parts complete a block in one frame: the answer's HTML, then the reasoning's.
+        delta_frame(
+            9001,
+            text="🙂 Next",
+            blocks="<p>A 🙂 start and 🙂 more</p>",
+            tail="🙂 Next",  # kept by its length in UTF-16 units, as the page counts
+            reasoning="then",
+            reasoning_blocks="<p>Thinking 🙂 first 🙂 part</p>",
+            reasoning_tail="then",
+        ),
+        delta_frame(9001, text=" 🙂 line"),
+    ]
+    shown = page.evaluate(FEED, frames)
+    assert shown["text"] == "🙂 Next 🙂 line"
+    assert shown["reasoning"] == "then"
+    assert shown["answer"].startswith("<p>A 🙂 start and 🙂 more</p><p class=\"stream\"")
+    assert shown["thinking"] == (
+        '<p>Thinking 🙂 first 🙂 part</p><span class="reasoning-text" '
+        'id="message-9001-reasoning">then</span>'
+    )
