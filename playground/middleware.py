@@ -6,20 +6,27 @@ cookies. With ten middlewares that was a dozen trips to a thread and back before
 several milliseconds of every message sent. The classes here run those hooks on the event loop
 and keep the thread only where a hook does I/O: saving a changed session, storing flash
 messages, reading a large form body. WhiteNoise (sync-only) is made async the same way.
+
+`Compression` gzips the pages and JSON the app makes (Django's GZipMiddleware, with its
+random-length padding), never a streamed file, and never for a request another site caused.
 """
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import DisallowedHost, MiddlewareNotUsed
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.gzip import GZipMiddleware
 from django.middleware.security import SecurityMiddleware
+from django.utils.cache import patch_vary_headers
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 # A form body up to this size is parsed on the event loop (it is in memory already).
@@ -177,3 +184,58 @@ class StaticFiles(WhiteNoiseMiddleware):
         if static_file is not None:
             return await sync_to_async(self.serve)(static_file, request)
         return await self.get_response(request)
+
+
+# What the app writes as text; files (media, zip exports) are already compressed or streamed.
+COMPRESSIBLE_TYPES = frozenset({"text/html", "application/json", "text/markdown", "text/plain"})
+# Compressing a body this large takes longer than the trip to a worker thread (zlib lets go
+# of the GIL while it works, so the event loop goes on serving streams meanwhile).
+LARGE_BODY = 64 * 1024
+
+
+def cross_site(request) -> bool:
+    """Whether another site caused this request: the browser says so in Sec-Fetch-Site
+    (`same-site` counts, another subdomain may be someone else's), or, from a browser that does
+    not send it, the Referer is on another host. Typed addresses and bookmarks are `none`."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    referer = request.headers.get("Referer")
+    if not referer:
+        return False
+    try:
+        return urlsplit(referer).netloc != request.get_host()
+    except (DisallowedHost, ValueError):
+        return True
+
+
+class Compression(GZipMiddleware):
+    """Django's GZipMiddleware (gzip when asked, Vary: Accept-Encoding, random-length padding
+    against BREACH) for the app's own text responses only, and not for cross-site requests (see
+    README, Security: Compression). Streaming responses (media with its ranges, zip exports) pass
+    untouched, as they must flush as they go and keep their Content-Length. Static files never
+    get here: WhiteNoise, before this, sends its own precompressed copies.
+    PLAYGROUND_COMPRESS=false leaves it out."""
+
+    def __init__(self, get_response) -> None:
+        if not settings.PLAYGROUND_COMPRESS:
+            raise MiddlewareNotUsed
+        super().__init__(get_response)
+
+    def process_response(self, request, response):
+        if response.streaming:
+            return response
+        content_type = response.get("Content-Type", "").partition(";")[0].strip().lower()
+        if content_type not in COMPRESSIBLE_TYPES:
+            return response
+        if cross_site(request):
+            patch_vary_headers(response, ("Accept-Encoding",))
+            return response
+        return super().process_response(request, response)
+
+    async def __acall__(self, request):
+        response = await self.get_response(request)
+        if not response.streaming and len(response.content) > LARGE_BODY:
+            compress = sync_to_async(self.process_response, thread_sensitive=False)
+            return await compress(request, response)
+        return self.process_response(request, response)

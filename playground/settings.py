@@ -137,6 +137,9 @@ MIDDLEWARE = [
     # Django's own, run on the event loop where they do no I/O (see playground/middleware.py).
     "playground.middleware.Security",
     "playground.middleware.StaticFiles",
+    # After static files (WhiteNoise has its own compressed copies), before the rest, so it
+    # compresses what they leave (PLAYGROUND_COMPRESS).
+    "playground.middleware.Compression",
     "playground.middleware.Session",
     "playground.middleware.Common",
     "playground.middleware.Csrf",
@@ -474,3 +477,6 @@ PLAYGROUND_MODELS_CACHE_SECONDS = envint("PLAYGROUND_MODELS_CACHE_SECONDS", "300
 PLAYGROUND_MODELS_TIMEOUT = envfloat("PLAYGROUND_MODELS_TIMEOUT", "3", minimum=0.1)
 # After a conversation's first reply, a second small request asks the model for its title.
 PLAYGROUND_AUTO_TITLES = envbool("PLAYGROUND_AUTO_TITLES", "true")
+# Pages and JSON gzipped for the browsers that ask (playground.middleware.Compression); `false`
+# when a proxy in front compresses instead.
+PLAYGROUND_COMPRESS = envbool("PLAYGROUND_COMPRESS", "true")
