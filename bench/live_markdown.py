@@ -162,7 +162,8 @@ def main() -> None:
     print(f"| finished HTML | {r['html']:,} bytes | |")
     print(f"| sent to the page for the reply | {r['wire']:,} bytes | |")
     print(f"| of which text as it arrives | {r['text']:,} bytes | |")
-    print(f"| of which blocks (rendered once; the last in the final frame) | {r['blocks']:,} bytes | |")
+    blocks = f"{r['blocks']:,} bytes"
+    print(f"| of which blocks (rendered once, the last in the final frame) | {blocks} | |")
     print(f"| of which the frames' JSON (ids, keys, escapes) | {r['framing']:,} bytes | |")
     print(
         f"| sent / finished HTML | {ratio_wire:.2f}x | <= 1.5x "

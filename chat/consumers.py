@@ -412,7 +412,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 blocks_at = event.get(f"{name}_blocks_at", 0)
                 if added and blocks_at + added > held_blocks:
                     # Blocks the text showed complete take their source from the tail.
-                    parts[f"{name}_blocks"] = "".join(event[f"{name}_blocks"][held_blocks - blocks_at :])
+                    parts[f"{name}_blocks"] = "".join(
+                        event[f"{name}_blocks"][held_blocks - blocks_at :]
+                    )
                     held_blocks = blocks_at + added
                 counts.append((held_len, held_blocks))
             (content_len, content_blocks), (reasoning_len, reasoning_blocks) = counts

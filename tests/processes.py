@@ -4,11 +4,30 @@ Plain functions, no pytest and no Django: `bench/` scripts import them too.
 """
 
 import contextlib
+import os
 import secrets
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(env: dict, *args: str) -> str:
+    """`manage.py <args>` with this environment and `env` over it: what it printed."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -27,7 +26,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 from chat.rendering import render_markdown
 from tests.conftest import PASSWORD, REPO_ROOT, running
-from tests.processes import free_port
+from tests.processes import free_port, manage
 from tests.test_media_access import stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -233,19 +232,6 @@ async def test_playground_compress_false_leaves_everything_plain(settings, alice
 # Over a real daphne --------------------------------------------------------------------------
 
 
-def _manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def server(simulator_url) -> Iterator[dict]:
     """The app under daphne with the simulator as its upstream: alice, her 400-message
@@ -262,8 +248,8 @@ def server(simulator_url) -> Iterator[dict]:
             "DATABASE_URL": "",
             "REDIS_URL": "",
         }
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        created = _manage(
+        manage(env, "migrate", "--noinput", "-v", "0")
+        created = manage(
             env,
             "shell",
             "-c",

@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, REPO_ROOT, START_SECONDS, running
-from tests.processes import free_port, scratch_database, stop
+from tests.processes import free_port, manage, scratch_database, stop
 from tests.test_relay import Page
 
 pytestmark = pytest.mark.services
@@ -125,19 +125,6 @@ class Cluster:
         )
 
 
-def _manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def cluster(services) -> Iterator[Cluster]:
     prefix = f"playground-scaled-{secrets.token_hex(6)}"
@@ -169,8 +156,8 @@ def cluster(services) -> Iterator[Cluster]:
             "PLAYGROUND_DB_POOL_SIZE": str(POOL_SIZE),
             "ASGI_THREADS": "4",
         }
-        _manage(env, "migrate", "--noinput", "--verbosity", "0")
-        created = _manage(
+        manage(env, "migrate", "--noinput", "--verbosity", "0")
+        created = manage(
             env,
             "shell",
             "-c",

@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD, REPO_ROOT, S3Bucket, running
-from tests.processes import free_port
+from tests.processes import free_port, manage
 
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,15 +38,7 @@ class LiveServer:
         self.env = env
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout
+        return manage(self.env, *args)
 
     def create_user(self, username: str, admin: bool = False) -> None:
         code = (

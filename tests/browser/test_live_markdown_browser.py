@@ -122,9 +122,7 @@ FEED = """(frames) => {
 }"""
 
 
-def test_delta_frames_append_text_and_put_completed_blocks_before_the_tail(
-    app_server, new_context
-):
+def test_delta_frames_append_text_and_put_completed_blocks_before_the_tail(app_server, new_context):
     from chat.frames import delta_frame
 
     app_server.create_user("frame-reader")
@@ -149,7 +147,7 @@ def test_delta_frames_append_text_and_put_completed_blocks_before_the_tail(
     shown = page.evaluate(FEED, frames)
     assert shown["text"] == "🙂 Next 🙂 line"
     assert shown["reasoning"] == "then"
-    assert shown["answer"].startswith("<p>A 🙂 start and 🙂 more</p><p class=\"stream\"")
+    assert shown["answer"].startswith('<p>A 🙂 start and 🙂 more</p><p class="stream"')
     assert shown["thinking"] == (
         '<p>Thinking 🙂 first 🙂 part</p><span class="reasoning-text" '
         'id="message-9001-reasoning">then</span>'
