@@ -17,7 +17,10 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
       send and receive: here it runs at most once a second (expiry is tens of seconds, so no
       page can tell);
     - a group send starts a task per member and waits for them all, though a send to memory
-      never waits: here the members are sent to one after another, in the same order.
+      never waits: here the members are sent to one after another, in the same order;
+    - each send deep-copies the message; here each member gets a copy of the dict alone. A
+      layer message holds strings, numbers and lists of strings, which no consumer changes in
+      place: the copy keeps one consumer's changes to its keys from reaching another.
     """
 
     sweep_interval = 1.0
@@ -39,6 +42,18 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
                 await self.send(channel, message)
             except ChannelFull:
                 pass  # as channels does: a full page misses the frame, then resyncs
+
+    async def send(self, channel: str, message: dict) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        assert "__asgi_channel__" not in message
+        self.require_valid_channel_name(channel)
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        try:
+            queue.put_nowait((time.time() + self.expiry, dict(message)))
+        except asyncio.QueueFull:
+            raise ChannelFull(channel) from None
 
 
 class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
