@@ -149,6 +149,12 @@ def _sync_state(
     return new, finished, streaming
 
 
+def _final_html(message_id: int) -> str:
+    """The finished message whole, for a page that did not follow its stream to the end."""
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    return message_html(message, "replace") if message is not None else ""
+
+
 def _errors_html(form) -> str:
     return render_to_string("chat/chat.html#composer_errors", {"form": form})
 
@@ -541,4 +547,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 parts.append(f'<div hx-swap-oob="delete:#{_TAIL[part].format(message_id)}"></div>')
             await self.send(text_data="".join(parts) + event["kept_html"])
             return
-        await self.send(text_data=event["html"])
+        html = event.get("html")
+        if html is None:  # the job rendered it only for the pages that followed the stream
+            html = await database_sync_to_async(_final_html)(message_id)
+        if html:
+            await self.send(text_data=html)

@@ -10,7 +10,8 @@ Frames sent to the conversation group (handled by `consumers.ConversationConsume
   (rendered, with the count of blocks before them) and then the open tail's source;
 - `stream.snapshot`: the whole text so far, its complete blocks rendered and the open tail, to
   one subscriber that asked (`job.sync`);
-- `message.final`: the finished message, rendered.
+- `message.final`: the finished message, rendered (for pages that followed the stream, around
+  the blocks they hold).
 """
 
 import asyncio
@@ -486,20 +487,21 @@ def final_frame(message: Message, last: dict[str, tuple[int, list[str]]] | None 
     """The finished message, rendered once for every open page of its conversation.
 
     With `last` (for the answer and the reasoning: the count of blocks that streamed, and the
-    blocks after them), it also carries what a page that followed the stream needs: those last
+    blocks after them), it carries what a page that followed the stream needs: those last
     blocks, and the message with its content kept from the page (`kept_html`), so the blocks
-    the page holds are not sent again."""
-    frame = {
-        "type": "message.final",
-        "message": message.pk,
-        "html": message_html(message, "replace"),
-    }
+    the page holds are not sent again. A page that did not follow it (rare: it lost a frame
+    and waits for a snapshot) renders the whole message itself (`consumers.message_final`), so
+    the message is rendered once here, not twice for every reply.
+    """
+    frame: dict[str, Any] = {"type": "message.final", "message": message.pk}
     if last is not None and message.html:
         message.kept = True
         frame["kept_html"] = message_html(message, "replace")
         for name, (blocks_at, blocks) in last.items():
             frame[f"{name}_blocks_at"] = blocks_at
             frame[f"{name}_blocks"] = blocks
+    else:
+        frame["html"] = message_html(message, "replace")
     return frame
 
 

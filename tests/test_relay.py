@@ -716,6 +716,38 @@ async def test_a_page_that_misses_a_frame_resyncs_from_the_job_instead_of_leavin
     await page.ws.disconnect()
 
 
+async def test_a_page_that_did_not_follow_a_stream_to_its_end_gets_the_whole_finished_reply(
+    upstream_is_simulator, alice
+):
+    """The job renders a finished reply once, around the blocks the following pages hold; a
+    page that holds none of them renders it whole for itself."""
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from chat.generation import final_frame
+
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    reply = await send(client, conversation, "Say **hello** [sim:length=6]")
+    assert await page.receive_until_final(reply.pk) == "complete"
+    await reply.arefresh_from_db()
+
+    # The same reply finishing again, as the job would announce it to pages that followed it:
+    # this page no longer follows it (it holds no blocks of it).
+    frame = await database_sync_to_async(final_frame)(
+        await Message.objects.select_related("conversation").aget(pk=reply.pk),
+        {"content": (1, ["<p>last</p>"]), "reasoning": (0, [])},
+    )
+    assert "html" not in frame and "kept_html" in frame
+    await get_channel_layer().group_send(conversation.group_name, frame)
+    whole = await page.ws.receive_from(timeout=10)
+    assert f'id="message-{reply.pk}"' in whole and 'hx-swap-oob="outerHTML"' in whole
+    assert "hx-preserve" not in whole  # the content itself, not the page's kept copy
+    assert reply.html and reply.html in whole
+    await page.ws.disconnect()
+
+
 # Sending over the page's socket (what a browser page does while its socket is open)
 
 
