@@ -26,4 +26,4 @@ USER playground
 VOLUME /data
 EXPOSE 8000
 ENTRYPOINT ["scripts/docker-entrypoint"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "playground.asgi:application"]
+CMD ["python", "-m", "playground.server", "-b", "0.0.0.0", "-p", "8000", "playground.asgi:application"]

@@ -102,6 +102,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options=None,
     ) -> AsyncioStream:
+        # asyncio's own loop tries a second address after a delay; uvloop's takes no such option.
+        loop = asyncio.get_running_loop()
+        eyeballs = {"happy_eyeballs_delay": HAPPY_EYEBALLS_DELAY}
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
@@ -109,7 +112,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     port,
                     limit=BUFFER_LIMIT,
                     local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                    **(eyeballs if isinstance(loop, asyncio.BaseEventLoop) else {}),
                 )
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(exc) from exc

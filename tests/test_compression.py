@@ -265,7 +265,7 @@ def server(simulator_url) -> Iterator[dict]:
         )
         ids = json.loads(created.strip().splitlines()[-1])
         port = free_port()
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        args = [sys.executable, "-m", "playground.server", "-b", "127.0.0.1", "-p", str(port)]
         with running(args + ["playground.asgi:application"], port, env):
             yield {**ids, "port": port, "url": f"http://127.0.0.1:{port}"}
 

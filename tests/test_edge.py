@@ -307,7 +307,7 @@ def test_a_server_with_an_https_origin_behind_a_trusted_proxy(tmp_path):
         env=full,
     ).check_returncode()
     port = free_port()
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    args = [sys.executable, "-m", "playground.server", "-b", "127.0.0.1", "-p", str(port)]
     with running([*args, "playground.asgi:application"], port, env=env):
         base = f"http://127.0.0.1:{port}"
         proxied = {

@@ -42,7 +42,7 @@ def server() -> Iterator[int]:
             check=True,
         )
         port = free_port()
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        args = [sys.executable, "-m", "playground.server", "-b", "127.0.0.1", "-p", str(port)]
         with running(args + ["playground.asgi:application"], port, env):
             yield port
 

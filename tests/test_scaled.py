@@ -55,7 +55,7 @@ class App:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"{name}.log"
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        args = [sys.executable, "-m", "playground.server", "-b", "127.0.0.1", "-p", str(self.port)]
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
                 args + ["playground.asgi:application"],

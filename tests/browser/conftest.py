@@ -70,7 +70,7 @@ def live_app(extra_env: dict | None = None) -> Iterator[LiveServer]:
         }
         server = LiveServer(f"http://127.0.0.1:{port}", env)
         server.manage("migrate", "--noinput", "--verbosity", "0")
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        args = [sys.executable, "-m", "playground.server", "-b", "127.0.0.1", "-p", str(port)]
         with running(args + ["playground.asgi:application"], port, env):
             yield server
 
