@@ -31,10 +31,12 @@ if "twisted.internet.reactor" in sys.modules:
     from twisted.internet import defer, reactor
 
     from chat.generation import interrupt_running
-    from playground import request_limits
+    from playground import request_limits, tcp_writes
 
     # Request bodies too large for their route are refused before they are read.
     request_limits.install()
+    # What the app writes to a connection goes out at once (playground/tcp_writes.py).
+    tcp_writes.install()
 
     def _settle_replies() -> defer.Deferred:
         return defer.Deferred.fromFuture(asyncio.ensure_future(interrupt_running()))
