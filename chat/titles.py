@@ -101,8 +101,8 @@ def _candidate(message_id: int) -> tuple[int, str, dict] | None:
     if earlier.exists():
         return None
     first = reply.parent
-    names = " ".join(first.attachments.values_list("original_name", flat=True))
-    source = first.content or names
+    # The attachments' names stand in for a message without text (as title_from_text did).
+    source = first.content or " ".join(first.attachments.values_list("original_name", flat=True))
     provisional = title_from_text(source)
     if conversation.title not in (provisional, title_from_text(first.content), ""):
         return None  # renamed (or imported with a title of its own)
