@@ -22,13 +22,14 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.db import OperationalError
 from django.http import Http404, QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from . import frames, generation, turns
+from . import admission, frames, generation, turns
 from .forms import ComposerForm
 from .live_markdown import normalize
 from .models import Conversation, Message
@@ -370,8 +371,20 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_turn(self, text: str, attachments: list[str]) -> None:
         """A message from the page's composer, taken as the form post would take it. The page
-        hears `sent` (and the new messages, as every page does), or `refused` with the reasons
-        in place; its text stays in the composer until then."""
+        hears `sent` (and the new messages, as every page does), `refused` with the reasons in
+        place, or `busy` (no turn slot freed in time: chat/admission.py) with the seconds to
+        wait before trying again; its text stays in the composer until then."""
+        try:
+            async with admission.turn_slot():
+                await self._take_turn(text, attachments)
+        except admission.Busy as busy:
+            await self.send_json({"type": "busy", "retry_after": busy.retry_after})
+        except OperationalError as error:
+            if not admission.pool_timed_out(error):
+                raise
+            await self.send_json({"type": "busy", "retry_after": admission.RETRY_AFTER_SECONDS})
+
+    async def _take_turn(self, text: str, attachments: list[str]) -> None:
         data = QueryDict(mutable=True)
         data["text"] = text
         data.setlist("attachments", attachments)
