@@ -376,15 +376,25 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         wait before trying again; its text stays in the composer until then."""
         try:
             async with admission.turn_slot():
-                await self._take_turn(text, attachments)
+                turn = await self._take_turn(text, attachments)
         except admission.Busy as busy:
             await self.send_json({"type": "busy", "retry_after": busy.retry_after})
+            return
         except OperationalError as error:
             if not admission.pool_timed_out(error):
                 raise
             await self.send_json({"type": "busy", "retry_after": admission.RETRY_AFTER_SECONDS})
+            return
+        if turn is None:
+            return
+        # The slot is free again: starting the job needs no database.
+        conversation, messages, payload, frames = turn
+        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        await self.send_json({"type": "sent"})
 
-    async def _take_turn(self, text: str, attachments: list[str]) -> None:
+    async def _take_turn(self, text: str, attachments: list[str]):
+        """The saved turn, as `turns.take_turn` gives it; None once the page has been told
+        why not (refused, or logged out)."""
         data = QueryDict(mutable=True)
         data["text"] = text
         data.setlist("attachments", attachments)
@@ -399,7 +409,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
             if taken == LOGGED_OUT:
                 await self.logged_out()
-                return
+                return None
             form, turn = taken
         except Http404:  # deleted meanwhile, from another tab
             form, turn = ComposerForm(data, user=self.scope["user"]), None
@@ -408,10 +418,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if turn is None:
             html = await database_sync_to_async(_errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
-            return
-        conversation, messages, payload, frames = turn
-        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
-        await self.send_json({"type": "sent"})
+        return turn
 
     async def send_message(self, message: Message) -> None:
         html = await database_sync_to_async(message_html)(message, "append")

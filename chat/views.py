@@ -191,24 +191,25 @@ def _busy(request: HtmxHttpRequest, conversation_id: int | None, retry_after: in
 @require_POST
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
     """Take a message from the composer form. The turn is saved in one of the process's turn
-    slots (chat/admission.py); a send that finds none within the wait is answered busy."""
+    slots (chat/admission.py); a send that finds none within the wait, or no database
+    connection, is answered busy."""
     try:
-        async with admission.turn_slot():
-            taken = await sync_to_async(_signed_in_turn)(request, conversation_id)
-            if taken is None:
-                return redirect_to_login(request.get_full_path())
-            form, turn = taken
-            if turn is not None:
-                conversation, messages, payload, frames = turn
-                # The reply's request goes out before the pages are told and this response is
-                # rendered.
-                await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        return await _send(request, conversation_id)
     except admission.Busy as busy:
-        return await sync_to_async(_busy)(request, conversation_id, busy.retry_after)
+        retry_after = busy.retry_after
     except OperationalError as error:
         if not admission.pool_timed_out(error):
             raise
-        return await sync_to_async(_busy)(request, conversation_id, admission.RETRY_AFTER_SECONDS)
+        retry_after = admission.RETRY_AFTER_SECONDS
+    return await sync_to_async(_busy)(request, conversation_id, retry_after)
+
+
+async def _send(request: HtmxHttpRequest, conversation_id: int | None) -> HttpResponse:
+    async with admission.turn_slot():
+        taken = await sync_to_async(_signed_in_turn)(request, conversation_id)
+    if taken is None:
+        return redirect_to_login(request.get_full_path())
+    form, turn = taken
     user = request.user
     if turn is None:
         # The text stays in the composer, with the reason beside it.
@@ -222,6 +223,10 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
                     raise Http404
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
+    conversation, messages, payload, frames = turn
+    # The slot is free again: starting the job needs no database. The reply's request goes out
+    # before the pages are told and this response is rendered.
+    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if not request.htmx:
         return redirect(conversation)
     if conversation_id is None:
@@ -311,8 +316,6 @@ async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int)
         conversation, assistant, payload = await sync_to_async(_regenerate)(
             user, conversation_id, message_id
         )
-        if assistant is not None:
-            await generation.start(assistant, payload, announce_transcript(conversation))
     if assistant is None:
         if not request.htmx:
             return await sync_to_async(_refused_page)(request, conversation, payload)
@@ -322,6 +325,7 @@ async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int)
             status=422,
             headers={"HX-Retarget": f"#message-{message_id}", "HX-Reswap": "beforeend"},
         )
+    await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
@@ -388,11 +392,10 @@ async def edit_message(
     keep = [key for key in request.POST.getlist("keep") if "\x00" not in key]
     async with admission.turn_slot():
         result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
-        if not isinstance(result, str):
-            conversation, assistant, payload = result
-            await generation.start(assistant, payload, announce_transcript(conversation))
     if isinstance(result, str):
         return HttpResponse(_error_note(result), status=422)
+    conversation, assistant, payload = result
+    await generation.start(assistant, payload, announce_transcript(conversation))
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(conversation)
@@ -769,11 +772,10 @@ async def tool_results(
     }
     async with admission.turn_slot():
         problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
-        if not problem:
-            conversation, messages, payload, frames = turn
-            await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if problem:
         return HttpResponse(_error_note(problem), status=422)
+    conversation, messages, payload, frames = turn
+    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if request.htmx:
         return HttpResponse('<p class="muted small">Results sent.</p>')
     return redirect(conversation)
