@@ -12,11 +12,12 @@ first let in.
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 # What a busy answer tells the sender to wait before trying again (seconds).
 RETRY_AFTER_SECONDS = 2
@@ -88,6 +89,23 @@ async def turn_slot(gate: Gate = TURNS) -> AsyncIterator[None]:
         yield
     finally:
         gate.release()
+
+
+def gives_back_connection[**P, R](work: Callable[P, R]) -> Callable[P, R]:
+    """Admitted work (run in a worker thread) that returns its thread's pooled database
+    connection as soon as it is done. A request's thread would otherwise keep it until the
+    response has gone, so connections, not only slots, would pile up behind a burst. Without a
+    pool (SQLite; the in-process tests) the connection stays, as Django keeps it."""
+
+    @functools.wraps(work)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return work(*args, **kwargs)
+        finally:
+            if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+                connection.close()
+
+    return run
 
 
 def pool_timed_out(error: BaseException) -> bool:

@@ -161,6 +161,7 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
     return render(request, "chat/chat.html#composer", context, status=status)
 
 
+@admission.gives_back_connection
 def _signed_in_turn(request: HtmxHttpRequest, conversation_id: int | None):
     """`turns.take_turn` for the person signed in, or None for an anonymous visitor: the log-in
     check is made in the same trip to a worker thread, inside the admitted work."""
@@ -288,6 +289,7 @@ def _invalid_page(request, conversation_id, form):
     return response
 
 
+@admission.gives_back_connection
 def _regenerate(user, conversation_id: int, message_id: int):
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
     earlier = get_object_or_404(
@@ -414,6 +416,7 @@ def _edit_form(request, user, conversation_id: int, message_id: int) -> HttpResp
     return render(request, "chat/chat.html#edit_form", {"message": message})
 
 
+@admission.gives_back_connection
 def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str]):
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
     original = get_object_or_404(
@@ -727,6 +730,7 @@ def view_code(request: HtmxHttpRequest, conversation_id: int, message_id: int) -
     return render(request, "chat/chat.html#code", context)
 
 
+@admission.gives_back_connection
 def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, str]):
     """(the reason to refuse, or "") and, if taken, the turn as `turns.take_turn` gives it."""
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
