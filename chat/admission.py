@@ -108,6 +108,16 @@ def gives_back_connection[**P, R](work: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def busy_retry_after(error: BaseException) -> int | None:
+    """Seconds to tell the sender to wait if `error` means the server is busy (no slot freed,
+    or the pool's time-out); None if it is some other failure."""
+    if isinstance(error, Busy):
+        return error.retry_after
+    if pool_timed_out(error):
+        return RETRY_AFTER_SECONDS
+    return None
+
+
 def pool_timed_out(error: BaseException) -> bool:
     """Whether a database error is the connection pool's time-out (every connection lent out
     for PLAYGROUND_DB_POOL_TIMEOUT seconds): the server is busy, not broken."""

@@ -377,13 +377,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         try:
             async with admission.turn_slot():
                 turn = await self._take_turn(text, attachments)
-        except admission.Busy as busy:
-            await self.send_json({"type": "busy", "retry_after": busy.retry_after})
-            return
-        except OperationalError as error:
-            if not admission.pool_timed_out(error):
+        except (admission.Busy, OperationalError) as error:
+            if (retry_after := admission.busy_retry_after(error)) is None:
                 raise
-            await self.send_json({"type": "busy", "retry_after": admission.RETRY_AFTER_SECONDS})
+            await self.send_json({"type": "busy", "retry_after": retry_after})
             return
         if turn is None:
             return

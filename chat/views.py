@@ -196,12 +196,9 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
     connection, is answered busy."""
     try:
         return await _send(request, conversation_id)
-    except admission.Busy as busy:
-        retry_after = busy.retry_after
-    except OperationalError as error:
-        if not admission.pool_timed_out(error):
+    except (admission.Busy, OperationalError) as error:
+        if (retry_after := admission.busy_retry_after(error)) is None:
             raise
-        retry_after = admission.RETRY_AFTER_SECONDS
     return await sync_to_async(_busy)(request, conversation_id, retry_after)
 
 
@@ -253,12 +250,9 @@ def busy_answered(retarget_reply: bool = False):
         async def answered(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
             try:
                 return await view(request, *args, **kwargs)
-            except admission.Busy as busy:
-                retry_after = busy.retry_after
-            except OperationalError as error:
-                if not admission.pool_timed_out(error):
+            except (admission.Busy, OperationalError) as error:
+                if (retry_after := admission.busy_retry_after(error)) is None:
                     raise
-                retry_after = admission.RETRY_AFTER_SECONDS
             headers = {"Retry-After": str(retry_after)}
             if retarget_reply:
                 headers["HX-Retarget"] = f"#message-{kwargs['message_id']}"
