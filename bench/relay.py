@@ -56,6 +56,9 @@ so every page is matched to the completion that answered it, whatever the order 
    overloaded run is reported (frames per second delivered, lateness, lost and reordered text)
    rather than failing. "Concurrent streams held" is the largest run whose every page got exactly
    the simulator's reply.
+4. Sends, per run: messages taken, answered busy (and tried again as the page does, after the
+   server's Retry-After), given up on, refused (422) and errored (a server error, no answer).
+   Pages connect OPEN_BATCH at a time before any message is sent.
 
 Beside the figures: CPU used by each process, and this client's own event-loop lag (a 5 ms
 sleep's lateness): when the client lags, the machine is busy and the figures include it.
@@ -109,7 +112,13 @@ FINAL = re.compile(
 )
 DELTA_HINT = '{"d":'  # a delta frame (chat/frames.py): a JSON line, then any blocks' HTML
 FINAL_HINT = 'hx-swap-oob="outerHTML"'
-ANSWER_HINT = ('{"type": "sent"', '{"type": "refused"')
+ANSWER_HINT = ('{"type": "sent"', '{"type": "refused"', '{"type": "busy"')
+# Pages connect this many at a time: 500 handshakes at once overflow the listen backlog.
+OPEN_BATCH = 50
+# A send answered "busy" is tried again as the page does (static/chat/chat.js): after the
+# server's Retry-After, doubling, at most BUSY_WAIT_CAP seconds, BUSY_TRIES tries in all.
+BUSY_TRIES = 5
+BUSY_WAIT_CAP = 8.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,14 +386,21 @@ class Browser:
     def cookie_header(self) -> str:
         return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
 
-    async def send(self, conversation_id: int, text: str) -> None:
+    async def send(self, conversation_id: int, text: str) -> tuple[str, float]:
+        """POST the composer form once: ("sent" | "busy" | "refused", Retry-After seconds);
+        RuntimeError for anything else (a server error)."""
         response = await self.http.post(
             f"/c/{conversation_id}/send/",
             data={"text": text, "csrfmiddlewaretoken": self.csrf},
             headers={"HX-Request": "true", "X-CSRFToken": self.csrf},
         )
-        if response.status_code != 200:
-            raise RuntimeError(f"send failed: HTTP {response.status_code} {response.text[:300]}")
+        if response.status_code == 200:
+            return "sent", 0.0
+        if response.status_code == 503:
+            return "busy", float(response.headers.get("Retry-After", "1"))
+        if response.status_code == 422:
+            return "refused", 0.0
+        raise RuntimeError(f"send failed: HTTP {response.status_code} {response.text[:300]}")
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -441,14 +457,19 @@ class Page:
                 self.answer.set_result(json.loads(frame))
             self.changed.set()
 
-    async def send(self, text: str) -> None:
-        """Send a message over this page's socket, as the composer does; return once the app
-        has taken it."""
+    async def send_once(self, text: str) -> tuple[str, float]:
+        """Send a message over this page's socket, as the composer does, and wait for the
+        answer: ("sent" | "busy" | "refused", retry_after seconds)."""
         self.answer = asyncio.get_running_loop().create_future()
         await self.ws.send(json.dumps({"action": "send", "text": text}))
         answer = await asyncio.wait_for(self.answer, 60)
-        if answer["type"] != "sent":
-            raise RuntimeError(f"send refused: {answer}")
+        return answer["type"], float(answer.get("retry_after", 0))
+
+    async def send(self, text: str) -> None:
+        """Send, and return once the app has taken it."""
+        outcome, _ = await self.send_once(text)
+        if outcome != "sent":
+            raise RuntimeError(f"send {outcome}")
 
     async def wait_until(self, condition, timeout: float) -> None:
         async with asyncio.timeout(timeout):
@@ -632,6 +653,24 @@ async def settle(pids: dict[str, int], quiet: float = 0.05, window: float = 0.25
 
 
 @dataclass
+class SendTally:
+    """How the app answered a run's messages: each is tried until taken, refused, errored or
+    given up on after BUSY_TRIES busy answers."""
+
+    taken: int = 0
+    taken_after_busy: int = 0  # of `taken`: answered busy first, taken on a later try
+    busy_answers: int = 0  # every busy answer (a message may get several)
+    gave_up: int = 0  # busy BUSY_TRIES times
+    refused: int = 0  # 422: the app found the message wrong
+    errored: int = 0  # a server error or no answer
+    waits_ms: list[float] = field(default_factory=list)  # first try -> taken
+
+    @property
+    def sends(self) -> int:
+        return self.taken + self.gave_up + self.refused + self.errored
+
+
+@dataclass
 class RelayRun:
     streams: int
     checks: list[StreamCheck]
@@ -643,6 +682,7 @@ class RelayRun:
     errors: list[str] = field(default_factory=list)  # sends (or direct requests) that failed
     unfinished: int = 0  # streams still going when the run's time was up
     direct: RelayRun | None = None  # the same requests straight to the simulator
+    sends: SendTally | None = None  # how the app answered the run's messages
 
     @property
     def overheads_ms(self) -> list[float]:
@@ -727,16 +767,19 @@ async def measure_relay(
     still waiting at `deadline` keep what they got."""
     streams = len(conversations)
     pages = [Page(cid) for cid in conversations]
-    await asyncio.gather(*(page.open(browser) for page in pages))
+    for at in range(0, streams, OPEN_BATCH):
+        await asyncio.gather(*(page.open(browser) for page in pages[at : at + OPEN_BATCH]))
     # Opening a page is set-up, not relaying: let the app finish the pages' syncs first.
     await settle(servers.pids)
     prefix = f"bench-{label}-"
     markers = [f"{prefix}{n:03d}" for n in range(streams)]
 
+    tally = SendTally()
+
     async def send(n: int) -> None:
         await asyncio.sleep(ramp * n / streams)  # spread the starts: random-ish phases
         text = f"{markers[n]} [sim:length={tokens}] [sim:delay={delay:g}]"
-        await send_message(browser, servers, pages[n], text)
+        await send_message(browser, servers, pages[n], text, tally)
 
     cpu, lag = CpuMeter(servers.pids), LoopLag()
     cpu.start()
@@ -768,6 +811,7 @@ async def measure_relay(
         [lag * 1000 for lag in lag.lags],
         failures(sent),
         sum(not page.finals for page in pages),
+        sends=tally,
     )
 
 
@@ -854,12 +898,34 @@ class TtftRun:
     runs: int
 
 
-async def send_message(browser: Browser, servers: Servers, page: Page, text: str) -> None:
-    """Over the page's socket; with two processes, POSTed to A (the page is on B)."""
-    if servers.send_url == servers.page_url:
-        await page.send(text)
-    else:
-        await browser.send(page.conversation_id, text)
+async def send_message(
+    browser: Browser, servers: Servers, page: Page, text: str, tally: SendTally
+) -> None:
+    """Over the page's socket; with two processes, POSTed to A (the page is on B). A busy
+    answer is tried again as the page does; every outcome is counted in `tally`."""
+    began = time.monotonic()
+    for attempt in range(BUSY_TRIES):
+        try:
+            if servers.send_url == servers.page_url:
+                outcome, retry_after = await page.send_once(text)
+            else:
+                outcome, retry_after = await browser.send(page.conversation_id, text)
+        except Exception:
+            tally.errored += 1
+            raise
+        if outcome == "sent":
+            tally.taken += 1
+            tally.taken_after_busy += attempt > 0
+            tally.waits_ms.append((time.monotonic() - began) * 1000)
+            return
+        if outcome == "refused":
+            tally.refused += 1
+            raise RuntimeError("send refused")
+        tally.busy_answers += 1
+        if attempt < BUSY_TRIES - 1:
+            await asyncio.sleep(min(BUSY_WAIT_CAP, max(retry_after, 2.0**attempt)))
+    tally.gave_up += 1
+    raise RuntimeError(f"send busy {BUSY_TRIES} times")
 
 
 def first_emit(record: dict) -> float:
@@ -1224,6 +1290,23 @@ def report(args, results: dict, frame_interval: str, elapsed: float) -> str:
             f"| {sum(c.lost_chars for c in checks)} | {sum(c.reordered_frames for c in checks)} "
             f"| {sum(c.final_status == 'complete' for c in checks)}/{run.streams} "
             f"| {direct_equal} |"
+        )
+    lines += [
+        "",
+        "Sends: how the app answered each run's messages (a busy answer is tried again as the "
+        f"page does, up to {BUSY_TRIES} tries; wait = first try -> taken, ms):",
+        "",
+        "| processes | streams | sends | taken | taken after busy | busy answers | gave up busy "
+        "| refused (422) | errored | wait p50 | wait p99 | wait max |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        t = run.sends or SendTally()
+        lines.append(
+            f"| {procs} | {run.streams} | {t.sends} | {t.taken} | {t.taken_after_busy} "
+            f"| {t.busy_answers} | {t.gave_up} | {t.refused} | {t.errored} "
+            f"| {ms(percentile(t.waits_ms, 0.5))} | {ms(percentile(t.waits_ms, 0.99))} "
+            f"| {ms(max(t.waits_ms, default=float('nan')))} |"
         )
     for run in runs:
         for name, part in (("app", run), ("direct", run.direct)):

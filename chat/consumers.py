@@ -22,13 +22,14 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.db import OperationalError
 from django.http import Http404, QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from . import frames, generation, turns
+from . import admission, frames, generation, turns
 from .forms import ComposerForm
 from .live_markdown import normalize
 from .models import Conversation, Message
@@ -370,8 +371,27 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_turn(self, text: str, attachments: list[str]) -> None:
         """A message from the page's composer, taken as the form post would take it. The page
-        hears `sent` (and the new messages, as every page does), or `refused` with the reasons
-        in place; its text stays in the composer until then."""
+        hears `sent` (and the new messages, as every page does), `refused` with the reasons in
+        place, or `busy` (no turn slot freed in time: chat/admission.py) with the seconds to
+        wait before trying again; its text stays in the composer until then."""
+        try:
+            async with admission.turn_slot():
+                turn = await self._take_turn(text, attachments)
+        except (admission.Busy, OperationalError) as error:
+            if (retry_after := admission.busy_retry_after(error)) is None:
+                raise
+            await self.send_json({"type": "busy", "retry_after": retry_after})
+            return
+        if turn is None:
+            return
+        # The slot is free again: starting the job needs no database.
+        conversation, messages, payload, frames = turn
+        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        await self.send_json({"type": "sent"})
+
+    async def _take_turn(self, text: str, attachments: list[str]):
+        """The saved turn, as `turns.take_turn` gives it; None once the page has been told
+        why not (refused, or logged out)."""
         data = QueryDict(mutable=True)
         data["text"] = text
         data.setlist("attachments", attachments)
@@ -386,7 +406,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
             if taken == LOGGED_OUT:
                 await self.logged_out()
-                return
+                return None
             form, turn = taken
         except Http404:  # deleted meanwhile, from another tab
             form, turn = ComposerForm(data, user=self.scope["user"]), None
@@ -395,10 +415,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if turn is None:
             html = await database_sync_to_async(_errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
-            return
-        conversation, messages, payload, frames = turn
-        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
-        await self.send_json({"type": "sent"})
+        return turn
 
     async def send_message(self, message: Message) -> None:
         html = await database_sync_to_async(message_html)(message, "append")

@@ -92,12 +92,18 @@ def create_turn(user, conversation_id: int | None, text: str, attachments: list[
     user_message = Message.objects.create(
         conversation=conversation, parent=last, role=Message.Role.USER, content=text
     )
+    if attachments:  # one update for them all
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
+            conversation=conversation, message=user_message
+        )
     for attachment in attachments:
         attachment.conversation = conversation
         attachment.message = user_message
-        attachment.save(update_fields=["conversation", "message"])
     everything += [user_message]
     assistant, payload = begin_reply(conversation, user_message, everything)
+    # Both new rows' attachments are known: the pages' frames need not look them up.
+    user_message._shown_attachments = sorted(attachments, key=lambda a: (a.created_at, a.pk))
+    assistant._shown_attachments = []
     return conversation, [user_message, assistant], payload, [*everything, assistant]
 
 
@@ -111,7 +117,8 @@ async def announce(conversation: Conversation, frames: list[dict]) -> None:
 def insert_frames(messages: list[Message], everything: list[Message] | None = None) -> list[dict]:
     """Frames that add `messages` to the pages; `everything`: the conversation's messages, if
     the caller has them (their siblings are found there instead of by a query each)."""
-    load_attachments(messages)  # one query, not one per message
+    # One query, not one per message (none if the caller gave them their attachments).
+    load_attachments([m for m in messages if not hasattr(m, "_shown_attachments")])
     return [
         {
             "type": "message.insert",

@@ -1,3 +1,5 @@
+import functools
+
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -6,8 +8,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import NON_FIELD_ERRORS
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import branches, code_samples, files, generation, tool_calls, turns
+from . import admission, branches, code_samples, files, generation, tool_calls, turns
 from .attachments import copy_attachment
 from .conversations import search as search_conversations
 from .conversations import sidebar
@@ -158,11 +161,54 @@ def _composer(request: HtmxHttpRequest, conversation, form: ComposerForm, status
     return render(request, "chat/chat.html#composer", context, status=status)
 
 
+@admission.gives_back_connection
+def _signed_in_turn(request: HtmxHttpRequest, conversation_id: int | None):
+    """`turns.take_turn` for the person signed in, or None for an anonymous visitor: the log-in
+    check is made in the same trip to a worker thread, inside the admitted work."""
+    if not request.user.is_authenticated:
+        return None
+    return turns.take_turn(request.user, conversation_id, request.POST)
+
+
+def _busy(request: HtmxHttpRequest, conversation_id: int | None, retry_after: int):
+    """A send refused for now (no turn slot freed, or no database connection): 503 with
+    Retry-After, the text kept in the composer. htmx gets the composer saying it retries (the
+    page does); a plain form post gets a page with the composer to send again. Nothing here
+    touches the database (not even the person: the log-in check may not have run)."""
+    form = ComposerForm(initial={"text": request.POST.get("text", "")})
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation(pk=conversation_id)  # the form's address needs only its id
+    if request.htmx:
+        template, context = "chat/chat.html#composer", {"busy": admission.BUSY_MESSAGE}
+    else:
+        template, context = "chat/busy.html", {}
+    context.update(conversation=conversation, form=form, retry_after=retry_after)
+    response = render(request, template, context, status=503)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 @require_POST
-@login_required
 async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> HttpResponse:
-    user = await request.auser()
-    form, turn = await sync_to_async(turns.take_turn)(user, conversation_id, request.POST)
+    """Take a message from the composer form. The turn is saved in one of the process's turn
+    slots (chat/admission.py); a send that finds none within the wait, or no database
+    connection, is answered busy."""
+    try:
+        return await _send(request, conversation_id)
+    except (admission.Busy, OperationalError) as error:
+        if (retry_after := admission.busy_retry_after(error)) is None:
+            raise
+    return await sync_to_async(_busy)(request, conversation_id, retry_after)
+
+
+async def _send(request: HtmxHttpRequest, conversation_id: int | None) -> HttpResponse:
+    async with admission.turn_slot():
+        taken = await sync_to_async(_signed_in_turn)(request, conversation_id)
+    if taken is None:
+        return redirect_to_login(request.get_full_path())
+    form, turn = taken
+    user = request.user
     if turn is None:
         # The text stays in the composer, with the reason beside it.
         if request.htmx:
@@ -176,7 +222,8 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
     conversation, messages, payload, frames = turn
-    # The reply's request goes out before the pages are told and this response is rendered.
+    # The slot is free again: starting the job needs no database. The reply's request goes out
+    # before the pages are told and this response is rendered.
     await generation.start(messages[-1], payload, turns.announce(conversation, frames))
     if not request.htmx:
         return redirect(conversation)
@@ -187,6 +234,34 @@ async def send(request: HtmxHttpRequest, conversation_id: int | None = None) -> 
 
 def _error_note(problem: str) -> str:
     return f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>'
+
+
+BUSY_NOTE = "The server is busy. Nothing was lost: try again in a moment."
+
+
+def busy_answered(retarget_reply: bool = False):
+    """A turn-starting view (retry, edit, tool results) that found no turn slot in time, or no
+    database connection, answers 503 with Retry-After and a note in place of a server error;
+    `retarget_reply`: the note goes to the end of the reply the view is about, as its
+    refusals do."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        async def answered(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
+            try:
+                return await view(request, *args, **kwargs)
+            except (admission.Busy, OperationalError) as error:
+                if (retry_after := admission.busy_retry_after(error)) is None:
+                    raise
+            headers = {"Retry-After": str(retry_after)}
+            if retarget_reply:
+                headers["HX-Retarget"] = f"#message-{kwargs['message_id']}"
+                headers["HX-Reswap"] = "beforeend"
+            return HttpResponse(_error_note(BUSY_NOTE), status=503, headers=headers)
+
+        return answered
+
+    return decorator
 
 
 def _refused_page(request, conversation: Conversation, problem: str) -> HttpResponse:
@@ -208,6 +283,7 @@ def _invalid_page(request, conversation_id, form):
     return response
 
 
+@admission.gives_back_connection
 def _regenerate(user, conversation_id: int, message_id: int):
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
     earlier = get_object_or_404(
@@ -227,13 +303,15 @@ NO_PROMPT_REFUSAL = "This reply has no message to answer, so it can't be regener
 
 
 @require_POST
+@busy_answered(retarget_reply=True)
 @login_required
 async def retry(request: HtmxHttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """Generate a reply again, as a sibling of the earlier one (which stays, one arrow away)."""
     user = await request.auser()
-    conversation, assistant, payload = await sync_to_async(_regenerate)(
-        user, conversation_id, message_id
-    )
+    async with admission.turn_slot():
+        conversation, assistant, payload = await sync_to_async(_regenerate)(
+            user, conversation_id, message_id
+        )
     if assistant is None:
         if not request.htmx:
             return await sync_to_async(_refused_page)(request, conversation, payload)
@@ -295,6 +373,7 @@ def _switch(user, conversation_id: int, message_id: int) -> Conversation:
 
 
 @require_http_methods(["GET", "POST"])
+@busy_answered()
 @login_required
 async def edit_message(
     request: HtmxHttpRequest, conversation_id: int, message_id: int
@@ -307,7 +386,8 @@ async def edit_message(
     text = request.POST.get("content", "")
     # Keys are slugs: one with a NUL names no attachment (and PostgreSQL refuses to look).
     keep = [key for key in request.POST.getlist("keep") if "\x00" not in key]
-    result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
+    async with admission.turn_slot():
+        result = await sync_to_async(_edit)(user, conversation_id, message_id, text, keep)
     if isinstance(result, str):
         return HttpResponse(_error_note(result), status=422)
     conversation, assistant, payload = result
@@ -330,6 +410,7 @@ def _edit_form(request, user, conversation_id: int, message_id: int) -> HttpResp
     return render(request, "chat/chat.html#edit_form", {"message": message})
 
 
+@admission.gives_back_connection
 def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str]):
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
     original = get_object_or_404(
@@ -643,6 +724,7 @@ def view_code(request: HtmxHttpRequest, conversation_id: int, message_id: int) -
     return render(request, "chat/chat.html#code", context)
 
 
+@admission.gives_back_connection
 def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, str]):
     """(the reason to refuse, or "") and, if taken, the turn as `turns.take_turn` gives it."""
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
@@ -674,6 +756,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
 
 
 @require_POST
+@busy_answered()
 @login_required
 async def tool_results(
     request: HtmxHttpRequest, conversation_id: int, message_id: int
@@ -685,7 +768,8 @@ async def tool_results(
         for key, value in request.POST.items()
         if key.startswith("result_")
     }
-    problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
+    async with admission.turn_slot():
+        problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
     if problem:
         return HttpResponse(_error_note(problem), status=422)
     conversation, messages, payload, frames = turn

@@ -182,7 +182,8 @@ TEMPLATES = [
 # PostgreSQL: each process keeps a pool of connections (psycopg's pool, built into Django). A
 # thread borrows a connection for one request, one save or one consumer event, and gives it back,
 # so one process never holds more than PLAYGROUND_DB_POOL_SIZE connections, however many threads
-# it runs (a thread that finds none free waits up to 10 s). The sum must fit the server:
+# it runs (a thread that finds none free waits up to PLAYGROUND_DB_POOL_TIMEOUT seconds, 10 by
+# default, then fails with the pool's time-out). The sum must fit the server:
 #   processes x PLAYGROUND_DB_POOL_SIZE <= max_connections - superuser_reserved_connections (3)
 #                                          - room for migrate, psql, backups
 # e.g. PostgreSQL's default max_connections=100: 4 processes x 20 = 80. More processes: a smaller
@@ -191,6 +192,7 @@ TEMPLATES = [
 # lending it. Django's persistent connections (CONN_MAX_AGE) are not used: under ASGI each
 # request has a thread of its own, whose kept connection would linger until garbage collection.
 DB_POOL_SIZE = envint("PLAYGROUND_DB_POOL_SIZE", "20", minimum=1)
+DB_POOL_TIMEOUT = envfloat("PLAYGROUND_DB_POOL_TIMEOUT", "10", minimum=0.1)
 if os.getenv("DATABASE_URL"):
     import dj_database_url
 
@@ -203,7 +205,11 @@ if os.getenv("DATABASE_URL"):
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"] = {
             **DATABASES["default"].get("OPTIONS", {}),
-            "pool": {"min_size": min(2, DB_POOL_SIZE), "max_size": DB_POOL_SIZE, "timeout": 10},
+            "pool": {
+                "min_size": min(2, DB_POOL_SIZE),
+                "max_size": DB_POOL_SIZE,
+                "timeout": DB_POOL_TIMEOUT,
+            },
         }
 else:
     DATABASES = {
@@ -477,6 +483,12 @@ PLAYGROUND_MODELS_CACHE_SECONDS = envint("PLAYGROUND_MODELS_CACHE_SECONDS", "300
 PLAYGROUND_MODELS_TIMEOUT = envfloat("PLAYGROUND_MODELS_TIMEOUT", "3", minimum=0.1)
 # After a conversation's first reply, a second small request asks the model for its title.
 PLAYGROUND_AUTO_TITLES = envbool("PLAYGROUND_AUTO_TITLES", "true")
+# Turns (a message sent, a reply regenerated, an edit, tool results) being saved at once in one
+# process, and how long the next one waits for a slot before it is answered busy
+# (chat/admission.py).
+# Half the pool by default: the other half stays for streaming replies' checkpoints and pages.
+PLAYGROUND_TURN_SLOTS = envint("PLAYGROUND_TURN_SLOTS", str(max(1, DB_POOL_SIZE // 2)), minimum=1)
+PLAYGROUND_TURN_WAIT_SECONDS = envfloat("PLAYGROUND_TURN_WAIT_SECONDS", "5")
 # Pages and JSON gzipped for the browsers that ask (playground.middleware.Compression); `false`
 # when a proxy in front compresses instead.
 PLAYGROUND_COMPRESS = envbool("PLAYGROUND_COMPRESS", "true")

@@ -113,6 +113,7 @@
 
   function sendEnded(sent, errorHtml) {
     sending = false;
+    busyEnded();
     var form = document.getElementById("composer");
     if (!form) return;
     composerError(form, errorHtml);
@@ -139,6 +140,71 @@
     return "A message can be at most " + limit + " characters (this one has " + length + ").";
   }
 
+  // A server too busy to take a message answers "busy" (a socket frame, or 503 to the form
+  // post) with the seconds to wait: the page says so beside the composer, keeps the text and
+  // sends it again after that wait (doubling, at most BUSY_WAIT_CAP s), giving up after
+  // BUSY_TRIES tries with the text still in the box.
+  var BUSY_TRIES = 5;
+  var BUSY_WAIT_CAP = 8;
+  var busyTries = 0;
+  var busyTimer = null;
+
+  function busyStatus(form, text) {
+    var old = form.querySelector(".composer-busy");
+    if (old) old.remove();
+    if (!text) return;
+    var el = document.createElement("p");
+    el.className = "composer-busy";
+    el.setAttribute("role", "status");
+    el.setAttribute("data-testid", "busy");
+    el.textContent = text;
+    var box = form.querySelector(".composer-box");
+    form.insertBefore(el, box);
+  }
+
+  function busyEnded() {
+    busyTries = 0;
+    if (busyTimer) clearTimeout(busyTimer);
+    busyTimer = null;
+    var form = document.getElementById("composer");
+    if (form) busyStatus(form, "");
+  }
+
+  function sendFrame(form) {
+    var data = new FormData(form);
+    return JSON.stringify({ action: "send", text: data.get("text") || "", attachments: data.getAll("attachments") });
+  }
+
+  function onBusy(retryAfter) {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    busyTries += 1;
+    if (busyTries >= BUSY_TRIES) {
+      sendEnded(false, errorNote("The server is still too busy to take your message. Nothing was lost: it is still here, send it again in a moment."));
+      return;
+    }
+    sending = true;
+    var button = form.querySelector("[data-testid=send]");
+    if (button) button.disabled = true;
+    composerError(form, "");
+    busyStatus(form, "Busy, retrying…");
+    var seconds = Math.min(BUSY_WAIT_CAP, Math.max(Number(retryAfter) || 1, Math.pow(2, busyTries - 1)));
+    // A little spread, so pages refused together do not all come back at the same instant.
+    busyTimer = setTimeout(sendAgain, seconds * (1 + Math.random() * 0.25) * 1000);
+  }
+
+  function sendAgain() {
+    busyTimer = null;
+    var form = document.getElementById("composer");
+    if (!form) return;
+    if (socket) {
+      socket.send(sendFrame(form)); // still `sending`: the answer ends it
+      return;
+    }
+    sending = false; // the form posts it (htmx:beforeRequest below)
+    form.requestSubmit(form.querySelector("[data-testid=send]"));
+  }
+
   // Once the socket said the session ended, sending would only meet the log-in page.
   var loggedOut = false;
 
@@ -148,6 +214,10 @@
     if (loggedOut) {
       event.preventDefault();
       composerError(form, loggedOutNote());
+      return;
+    }
+    if (busyTimer) {
+      event.preventDefault(); // it goes again by itself in a moment
       return;
     }
     var tooLong = overLimit(form);
@@ -162,10 +232,7 @@
     sending = true;
     var button = form.querySelector("[data-testid=send]");
     if (button) button.disabled = true;
-    var data = new FormData(form);
-    socket.send(
-      JSON.stringify({ action: "send", text: data.get("text") || "", attachments: data.getAll("attachments") })
-    );
+    socket.send(sendFrame(form));
   });
 
   // A frame the server could not read (or found too large) is answered with an error frame:
@@ -182,6 +249,7 @@
   document.addEventListener("playground:frame", function (event) {
     if (event.detail.type === "sent") sendEnded(true, "");
     else if (event.detail.type === "refused") sendEnded(false, event.detail.html);
+    else if (event.detail.type === "busy") onBusy(event.detail.retry_after);
     else if (event.detail.type === "error") showError(errorNote(String(event.detail.message)));
   });
 
@@ -226,9 +294,19 @@
       if (sending) sendEnded(false, errorNote("That message is too large to send."));
       return;
     }
-    if (!sending) return;
+    if (!sending || busyTimer) return; // waiting to send again: nothing is in flight
     // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
     sendEnded(false, errorNote("The connection dropped while sending. If your message does not appear above, send it again."));
+  });
+
+  // The form post answered busy (503): the composer stays as it is (text, attachments, what
+  // was typed since) and the message goes again after the wait.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "composer") return;
+    if (event.detail.xhr.status !== 503) return;
+    event.detail.shouldSwap = false;
+    event.detail.isError = false;
+    onBusy(event.detail.xhr.getResponseHeader("Retry-After"));
   });
 
   // A form post the server failed to take (a 5xx, e.g. every database connection busy) or
@@ -283,6 +361,7 @@
   document.addEventListener("htmx:afterSwap", function (event) {
     var textarea = document.querySelector("#composer textarea");
     if (textarea && event.target.id === "composer") {
+      busyEnded(); // a new composer: the message was taken (or refused with its reasons)
       grow(textarea);
       stickToBottom = true;
     }
