@@ -244,6 +244,36 @@
     sendEnded(false, errorNote("The server could not be reached. Nothing was lost: send it again once it is back."));
   });
 
+  // A new chat's socket is open while the first message is typed; that message creates the
+  // conversation over it (chat/new_chat_socket.py), and the page becomes the conversation's
+  // without loading another: the server swaps in the parts that name it, the address goes in
+  // the history. Back and forward to another address load that page; a reconnecting socket
+  // connects to the conversation.
+  var shownPath = location.pathname;
+  var NEW_CHAT_SOCKET = /\/ws\/conversations\/new\/$/;
+
+  document.addEventListener("playground:frame", function (event) {
+    var frame = event.detail;
+    if (frame.type !== "created") return;
+    var live = document.getElementById("live");
+    if (live) live.setAttribute("ws-connect", frame.socket);
+    document.title = frame.title + " · " + document.title;
+    history.pushState({ conversation: frame.id }, "", frame.url);
+    shownPath = location.pathname;
+  });
+  window.addEventListener("popstate", function () {
+    if (location.pathname !== shownPath) location.reload();
+  });
+  if (window.htmx && htmx.createWebSocket) {
+    var createWebSocket = htmx.createWebSocket;
+    htmx.createWebSocket = function (url) {
+      var live = document.getElementById("live");
+      var path = live && live.getAttribute("ws-connect");
+      if (path && !NEW_CHAT_SOCKET.test(path)) url = url.replace(NEW_CHAT_SOCKET, path);
+      return createWebSocket(url);
+    };
+  }
+
   document.addEventListener("htmx:wsBeforeMessage", function () {
     var el = scroller();
     if (el) stickToBottom = stickToBottom || nearBottom(el);

@@ -1,0 +1,162 @@
+"""The socket of the empty new-chat page: open while the first message is typed, so that message
+reaches the model as quickly as in an open chat (no form post, no page load, no socket to open
+after it).
+
+Until then the socket belongs to no conversation. Its first message taken creates one (as the
+form post would), and the socket becomes that conversation's, as if it had connected to it:
+it joins the conversation's group before the new messages are announced, so none is missed.
+The page hears `created` (the conversation's address and socket), then the parts of the page
+that name the conversation (header, conversation list, composer, settings panel), then `sent`;
+it swaps them in and pushes the address (static/chat/chat.js). A socket creates one
+conversation at most: what it is sent after that goes to it.
+
+The session checks, the frame limits and the origin check are the conversation socket's
+(chat/consumers.py, playground/origins.py).
+"""
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from django.http import HttpRequest, QueryDict
+from django.middleware.csrf import CsrfViewMiddleware
+from django.template.loader import render_to_string
+
+from . import generation, turns
+from .consumers import LOGGED_OUT, ConversationConsumer, _errors_html, _signed_in
+from .conversations import sidebar
+from .forms import ComposerForm
+from .models import Conversation
+from .settings_form import KNOWN_VOICES
+from .socket_sessions import session_expiry, session_group, user_group
+
+
+def socket_path(conversation: Conversation) -> str:
+    """Where a page opens the conversation's socket (chat/routing.py)."""
+    return f"/ws/conversations/{conversation.pk}/"
+
+
+def created_frame(conversation: Conversation) -> dict:
+    """What the page needs first: where the conversation now lives, and its title."""
+    return {
+        "type": "created",
+        "id": conversation.pk,
+        "url": conversation.get_absolute_url(),
+        "socket": socket_path(conversation),
+        "title": conversation.title,
+    }
+
+
+def page_request(scope: dict) -> HttpRequest:
+    """A request standing for the page, to render its parts as the page's own view would: the
+    person, the session, and the page's CSRF secret (from its cookie), so forms in the parts
+    carry a token that matches."""
+    request = HttpRequest()
+    request.method = "GET"
+    request.user = scope["user"]
+    request.session = scope.get("session")
+    request.COOKIES = dict(scope.get("cookies") or {})
+    CsrfViewMiddleware(lambda r: None).process_request(request)
+    return request
+
+
+def page_parts(scope: dict, conversation: Conversation) -> str:
+    """The parts of the chat page that differ between a new chat and its conversation, each
+    swapped in by its id: the header (title, the conversation's menu, share), the conversation
+    list (with this one in it), the composer (sending to it, with Stop) and the settings panel
+    (saving to it)."""
+    from .views import SIDEBAR_SIZE, settings_form_for, usage_totals
+
+    request = page_request(scope)
+    user = scope["user"]
+    context = {
+        "conversation": conversation,
+        "groups": sidebar(user, SIDEBAR_SIZE),
+        "form": ComposerForm(),
+        "totals": usage_totals([]),
+        "settings_form": settings_form_for(user, conversation),
+        "presets": user.presets.all(),
+        "known_voices": KNOWN_VOICES,
+    }
+    return "".join(
+        render_to_string(name, context, request=request)
+        for name in (
+            "chat/chat.html#topbar",
+            "chat/sidebar.html#list",
+            "chat/chat.html#composer",
+            "chat/settings.html#panel",
+        )
+    )
+
+
+class NewChatConsumer(ConversationConsumer):
+    """`ws/conversations/new/`: unbound until its first message creates the conversation."""
+
+    conversation: Conversation | None = None
+
+    async def connect(self) -> None:
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        user = self.scope["user"]
+        expires = await database_sync_to_async(session_expiry)(self.session_key, user)
+        if expires is None:
+            await self.close()  # before accept: anonymous, or a session that ended
+            return
+        self.offsets = {}
+        self.last_seen = 0
+        self.creating = asyncio.Lock()
+        self.groups_joined = (session_group(self.session_key), user_group(user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        generation.ensure_sweeper()
+        self.recheck_at(expires)
+        await self.accept()
+
+    async def bind(self, conversation: Conversation) -> None:
+        """From now on the socket is the conversation's, as if it had connected to it."""
+        self.conversation = conversation
+        self.group = generation.conversation_group(conversation.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.groups_joined = (self.group, *self.groups_joined)
+
+    async def sync(self, after: int, streaming: list[int]) -> None:
+        if self.conversation is not None:  # before, there is nothing to show
+            await super().sync(after, streaming)
+
+    async def stop(self) -> None:
+        if self.conversation is not None:
+            await super().stop()
+
+    async def send_turn(self, text: str, attachments: list[str]) -> None:
+        # One message at a time: a second one sent while the first creates the conversation
+        # waits, then goes to that conversation.
+        async with self.creating:
+            if self.conversation is not None:
+                await super().send_turn(text, attachments)
+            else:
+                await self.create(text, attachments)
+
+    async def create(self, text: str, attachments: list[str]) -> None:
+        """The first message: the conversation is created with it, as the form post does."""
+        data = QueryDict(mutable=True)
+        data["text"] = text
+        data.setlist("attachments", attachments)
+        user = self.scope["user"]
+        taken = await database_sync_to_async(_signed_in)(
+            self.session_key, user, turns.take_turn, user, None, data
+        )
+        if taken == LOGGED_OUT:
+            await self.logged_out()
+            return
+        form, turn = taken
+        if turn is None:  # still unbound: the page keeps its text, with the reasons
+            html = await database_sync_to_async(_errors_html)(form)
+            await self.send_json({"type": "refused", "html": html})
+            return
+        conversation, messages, payload, frames = turn
+        await self.bind(conversation)  # before the messages are announced to its group
+        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        # Rendered while the request is upstream; the messages' frames wait for this one.
+        parts = await database_sync_to_async(page_parts)(self.scope, conversation)
+        await self.send_json(created_frame(conversation))
+        await self.send(text_data=parts)
+        await self.send_json({"type": "sent"})
