@@ -5,10 +5,13 @@ after it).
 Until then the socket belongs to no conversation. Its first message taken creates one (as the
 form post would), and the socket becomes that conversation's, as if it had connected to it:
 it joins the conversation's group before the new messages are announced, so none is missed.
-The page hears `created` (the conversation's address and socket), then the parts of the page
-that name the conversation (header, conversation list, composer, settings panel), then `sent`;
-it swaps them in and pushes the address (static/chat/chat.js). A socket creates one
-conversation at most: what it is sent after that goes to it.
+The page hears `created` (the conversation's id, address, title and socket) and `sent`, then
+the messages and the reply as any page of the conversation does. The parts of the page that
+name the conversation (header, conversation list, composer, settings panel) follow the reply's
+first text, or PARTS_WAIT_SECONDS if that is sooner: rendering them, and the page swapping
+them in, would otherwise hold the first token back. With them in, the page pushes the address
+(static/chat/chat.js). A socket creates one conversation at most: what it is sent after that
+goes to it.
 
 The session checks, the frame limits and the origin check are the conversation socket's
 (chat/consumers.py, playground/origins.py).
@@ -28,6 +31,11 @@ from .forms import ComposerForm
 from .models import Conversation
 from .settings_form import KNOWN_VOICES
 from .socket_sessions import session_expiry, session_group, user_group
+
+# The longest the parts of the page wait for the reply's first text (see above), and how long
+# after that text they go: time for the page to paint it first (a frame or two).
+PARTS_WAIT_SECONDS = 0.3
+PAINT_SECONDS = 0.05
 
 
 def socket_path(conversation: Conversation) -> str:
@@ -92,6 +100,7 @@ class NewChatConsumer(ConversationConsumer):
     """`ws/conversations/new/`: unbound until its first message creates the conversation."""
 
     conversation: Conversation | None = None
+    parts_task: asyncio.Task | None = None  # the parts of the page, on their way
 
     async def connect(self) -> None:
         session = self.scope.get("session")
@@ -104,6 +113,7 @@ class NewChatConsumer(ConversationConsumer):
         self.offsets = {}
         self.last_seen = 0
         self.creating = asyncio.Lock()
+        self.reply_shown = asyncio.Event()  # the first reply's text (or its end) went out
         self.groups_joined = (session_group(self.session_key), user_group(user.pk))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -117,6 +127,11 @@ class NewChatConsumer(ConversationConsumer):
         self.group = generation.conversation_group(conversation.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.groups_joined = (self.group, *self.groups_joined)
+
+    async def disconnect(self, code: int) -> None:
+        if self.parts_task:
+            self.parts_task.cancel()
+        await super().disconnect(code)
 
     async def sync(self, after: int, streaming: list[int]) -> None:
         if self.conversation is not None:  # before, there is nothing to show
@@ -155,8 +170,32 @@ class NewChatConsumer(ConversationConsumer):
         conversation, messages, payload, frames = turn
         await self.bind(conversation)  # before the messages are announced to its group
         await generation.start(messages[-1], payload, turns.announce(conversation, frames))
-        # Rendered while the request is upstream; the messages' frames wait for this one.
-        parts = await database_sync_to_async(page_parts)(self.scope, conversation)
         await self.send_json(created_frame(conversation))
-        await self.send(text_data=parts)
         await self.send_json({"type": "sent"})
+        self.parts_task = asyncio.create_task(self.parts_after_first_text(conversation))
+
+    async def parts_after_first_text(self, conversation: Conversation) -> None:
+        """Render the parts of the page once the reply's first text has gone out and had time
+        to be painted (or PARTS_WAIT_SECONDS passed), and hand them to this consumer through
+        the channel layer, so they go out among its other frames, in order."""
+        try:
+            async with asyncio.timeout(PARTS_WAIT_SECONDS):
+                await self.reply_shown.wait()
+                await asyncio.sleep(PAINT_SECONDS)
+        except TimeoutError:
+            pass
+        html = await database_sync_to_async(page_parts)(self.scope, conversation)
+        await self.channel_layer.send(self.channel_name, {"type": "new_chat.parts", "html": html})
+
+    # Frames from the channel layer
+
+    async def new_chat_parts(self, event: dict) -> None:
+        await self.send(text_data=event["html"])
+
+    async def stream_delta(self, event: dict) -> None:
+        await super().stream_delta(event)
+        self.reply_shown.set()
+
+    async def message_final(self, event: dict) -> None:
+        await super().message_final(event)
+        self.reply_shown.set()

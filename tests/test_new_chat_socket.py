@@ -59,16 +59,27 @@ async def answer(page: Page, *types: str) -> dict:
 
 
 class PartsPage(Page):
-    """A page that also keeps the HTML frames it gets (the parts swapped in on `created`)."""
+    """A page that also keeps the parts of the page the socket sends once it has created the
+    conversation (header, list, composer, settings panel)."""
 
     def __init__(self, communicator):
         super().__init__(communicator)
-        self.html: list[str] = []
+        self.parts: list[str] = []
+        self.order: list[str] = []  # "parts", "text" (a delta's) and "final", as they came
 
     def apply(self, frame: str) -> None:
-        if not frame.startswith("{"):
-            self.html.append(frame)
+        if 'id="topbar"' in frame:
+            self.parts.append(frame)
+            self.order.append("parts")
+        elif frame.startswith('{"d":'):
+            self.order.append("text")
         super().apply(frame)
+        if self.final and "final" not in self.order:
+            self.order.append("final")
+
+    async def receive_parts(self) -> str:
+        await self.receive_until(lambda p: p.parts)
+        return self.parts[0]
 
 
 async def test_the_first_message_creates_the_conversation_and_its_reply_streams_to_the_socket(
@@ -96,13 +107,28 @@ async def test_the_first_message_creates_the_conversation_and_its_reply_streams_
     await reply.arefresh_from_db()
     assert page.text[reply.pk] == reply.content and "First words" in reply.content
 
-    # The parts that name the conversation came before its messages: header, list, composer
-    # (sending to it, with Stop) and the settings panel (saving to it).
-    parts = page.html[0]
+    # The parts that name the conversation follow the reply's first text: header, list,
+    # composer (sending to it, with Stop) and the settings panel (saving to it).
+    parts = await page.receive_parts()
+    assert page.order.index("text") < page.order.index("parts")
+    assert len(page.parts) == 1
     assert 'id="topbar"' in parts and 'data-testid="conversation-menu"' in parts
     assert f'href="/c/{conversation.pk}/" class="conversation-link current"' in parts
     assert f'hx-post="/c/{conversation.pk}/send/"' in parts and 'data-testid="stop"' in parts
     assert f'hx-post="/c/{conversation.pk}/settings/"' in parts
+    await page.ws.disconnect()
+
+
+async def test_a_reply_slow_to_start_does_not_hold_the_parts_back(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    page = PartsPage((await open_new_chat(client)).ws)
+    await page.ws.send_json_to({"action": "send", "text": "Slowly [sim:delay=1] [sim:length=2]"})
+    await answer(page, "sent")
+    async with asyncio.timeout(0.9):  # the first token is a second away
+        await page.receive_parts()
+    reply = await Message.objects.filter(role="assistant").aget()
+    await page.receive_until_final(reply.pk)
+    assert page.order.index("parts") < page.order.index("text")
     await page.ws.disconnect()
 
 
@@ -115,7 +141,8 @@ async def test_the_parts_carry_a_csrf_token_the_page_can_post_with(upstream_is_s
     reply = await conversation.messages.filter(role="assistant").aget()
     await page.receive_until_final(reply.pk)
 
-    composer = re.search(r'<form id="composer".*?</form>', page.html[0], re.S).group(0)
+    parts = await page.receive_parts()
+    composer = re.search(r'<form id="composer".*?</form>', parts, re.S).group(0)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', composer).group(1)
     # Without htmx, as a browser with JavaScript off posts the composer.
     response = await client.post(

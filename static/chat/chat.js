@@ -246,20 +246,28 @@
 
   // A new chat's socket is open while the first message is typed; that message creates the
   // conversation over it (chat/new_chat_socket.py), and the page becomes the conversation's
-  // without loading another: the server swaps in the parts that name it, the address goes in
-  // the history. Back and forward to another address load that page; a reconnecting socket
-  // connects to the conversation.
+  // without loading another. `created` says which: a socket that reconnects from then on
+  // connects to it. The server then sends the parts of the page that name it, after the reply's
+  // first text (nothing on the page changes before that text, so nothing holds it back); once
+  // they are in, the address goes in the history and the title in the tab. Back and forward to
+  // another address load that page.
   var shownPath = location.pathname;
   var NEW_CHAT_SOCKET = /\/ws\/conversations\/new\/$/;
+  var becoming = null; // the `created` frame of the conversation this page is becoming
 
   document.addEventListener("playground:frame", function (event) {
-    var frame = event.detail;
-    if (frame.type !== "created") return;
+    if (event.detail.type !== "created") return;
+    becoming = event.detail;
     var live = document.getElementById("live");
-    if (live) live.setAttribute("ws-connect", frame.socket);
-    document.title = frame.title + " · " + document.title;
-    history.pushState({ conversation: frame.id }, "", frame.url);
+    if (live) live.setAttribute("ws-connect", becoming.socket);
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (!becoming || !document.querySelector("#topbar [data-testid=conversation-menu]")) return;
+    var title = document.getElementById("conversation-title");
+    document.title = (title ? title.textContent.trim() : becoming.title) + " · " + document.title;
+    history.pushState({ conversation: becoming.id }, "", becoming.url);
     shownPath = location.pathname;
+    becoming = null;
   });
   window.addEventListener("popstate", function () {
     if (location.pathname !== shownPath) location.reload();
