@@ -5,10 +5,11 @@ after it).
 Until then the socket belongs to no conversation. Its first message taken creates one (as the
 form post would), and the socket becomes that conversation's, as if it had connected to it:
 it joins the conversation's group before the new messages are announced, so none is missed.
-The page hears `created` (the conversation's id, address, title and socket) and `sent`, then
-the messages and the reply as any page of the conversation does. The parts of the page that
-name the conversation (header, conversation list, composer, settings panel) follow the reply's
-first text, or PARTS_WAIT_SECONDS if that is sooner: rendering them, and the page swapping
+The page hears `created` (the conversation's id, address, title and socket), the composer of
+the conversation's page (it sends there, and has Stop) and `sent`, then the messages and the
+reply as any page of the conversation does. The other parts of the page that name the
+conversation (header, conversation list, settings panel) follow the reply's first text, or
+PARTS_WAIT_SECONDS if that is sooner: rendering them, and the page swapping
 them in, would otherwise hold the first token back. With them in, the page pushes the address
 (static/chat/chat.js). A socket creates one conversation at most: what it is sent after that
 goes to it.
@@ -67,11 +68,24 @@ def page_request(scope: dict) -> HttpRequest:
     return request
 
 
+def composer_html(scope: dict, conversation: Conversation) -> str:
+    """The composer of the conversation's page: it sends to the conversation, and has Stop."""
+    context = {"conversation": conversation, "form": ComposerForm()}
+    return render_to_string("chat/chat.html#composer", context, request=page_request(scope))
+
+
+def first_turn(user, data: QueryDict, scope: dict):
+    """`turns.take_turn` for a new conversation and, if it was taken, its page's composer: the
+    page needs that at once (Stop), and it costs less than another trip to a thread."""
+    form, turn = turns.take_turn(user, None, data)
+    composer = composer_html(scope, turn[0]) if turn is not None else ""
+    return form, turn, composer
+
+
 def page_parts(scope: dict, conversation: Conversation) -> str:
-    """The parts of the chat page that differ between a new chat and its conversation, each
-    swapped in by its id: the header (title, the conversation's menu, share), the conversation
-    list (with this one in it), the composer (sending to it, with Stop) and the settings panel
-    (saving to it)."""
+    """The other parts of the chat page that differ between a new chat and its conversation,
+    each swapped in by its id: the header (title, the conversation's menu, share), the
+    conversation list (with this one in it) and the settings panel (saving to it)."""
     from .views import SIDEBAR_SIZE, settings_form_for, usage_totals
 
     request = page_request(scope)
@@ -79,7 +93,6 @@ def page_parts(scope: dict, conversation: Conversation) -> str:
     context = {
         "conversation": conversation,
         "groups": sidebar(user, SIDEBAR_SIZE),
-        "form": ComposerForm(),
         "totals": usage_totals([]),
         "settings_form": settings_form_for(user, conversation),
         "presets": user.presets.all(),
@@ -87,12 +100,7 @@ def page_parts(scope: dict, conversation: Conversation) -> str:
     }
     return "".join(
         render_to_string(name, context, request=request)
-        for name in (
-            "chat/chat.html#topbar",
-            "chat/sidebar.html#list",
-            "chat/chat.html#composer",
-            "chat/settings.html#panel",
-        )
+        for name in ("chat/chat.html#topbar", "chat/sidebar.html#list", "chat/settings.html#panel")
     )
 
 
@@ -157,12 +165,12 @@ class NewChatConsumer(ConversationConsumer):
         data.setlist("attachments", attachments)
         user = self.scope["user"]
         taken = await database_sync_to_async(_signed_in)(
-            self.session_key, user, turns.take_turn, user, None, data
+            self.session_key, user, first_turn, user, data, self.scope
         )
         if taken == LOGGED_OUT:
             await self.logged_out()
             return
-        form, turn = taken
+        form, turn, composer = taken
         if turn is None:  # still unbound: the page keeps its text, with the reasons
             html = await database_sync_to_async(_errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
@@ -171,6 +179,7 @@ class NewChatConsumer(ConversationConsumer):
         await self.bind(conversation)  # before the messages are announced to its group
         await generation.start(messages[-1], payload, turns.announce(conversation, frames))
         await self.send_json(created_frame(conversation))
+        await self.send(text_data=composer)
         await self.send_json({"type": "sent"})
         self.parts_task = asyncio.create_task(self.parts_after_first_text(conversation))
 

@@ -60,17 +60,21 @@ async def answer(page: Page, *types: str) -> dict:
 
 class PartsPage(Page):
     """A page that also keeps the parts of the page the socket sends once it has created the
-    conversation (header, list, composer, settings panel)."""
+    conversation: the composer, then the header, the list and the settings panel."""
 
     def __init__(self, communicator):
         super().__init__(communicator)
         self.parts: list[str] = []
+        self.composer = ""
         self.order: list[str] = []  # "parts", "text" (a delta's) and "final", as they came
 
     def apply(self, frame: str) -> None:
         if 'id="topbar"' in frame:
             self.parts.append(frame)
             self.order.append("parts")
+        elif '<form id="composer"' in frame:
+            self.composer = frame
+            self.order.append("composer")
         elif frame.startswith('{"d":'):
             self.order.append("text")
         super().apply(frame)
@@ -107,14 +111,17 @@ async def test_the_first_message_creates_the_conversation_and_its_reply_streams_
     await reply.arefresh_from_db()
     assert page.text[reply.pk] == reply.content and "First words" in reply.content
 
-    # The parts that name the conversation follow the reply's first text: header, list,
-    # composer (sending to it, with Stop) and the settings panel (saving to it).
+    # The composer of the conversation's page (sending to it, with Stop) came at once; the other
+    # parts that name it follow the reply's first text: header, list and the settings panel
+    # (saving to it).
+    assert page.order.index("composer") < page.order.index("text")
+    assert f'hx-post="/c/{conversation.pk}/send/"' in page.composer
+    assert 'data-testid="stop"' in page.composer
     parts = await page.receive_parts()
     assert page.order.index("text") < page.order.index("parts")
     assert len(page.parts) == 1
     assert 'id="topbar"' in parts and 'data-testid="conversation-menu"' in parts
     assert f'href="/c/{conversation.pk}/" class="conversation-link current"' in parts
-    assert f'hx-post="/c/{conversation.pk}/send/"' in parts and 'data-testid="stop"' in parts
     assert f'hx-post="/c/{conversation.pk}/settings/"' in parts
     await page.ws.disconnect()
 
@@ -142,7 +149,9 @@ async def test_the_parts_carry_a_csrf_token_the_page_can_post_with(upstream_is_s
     await page.receive_until_final(reply.pk)
 
     parts = await page.receive_parts()
-    composer = re.search(r'<form id="composer".*?</form>', parts, re.S).group(0)
+    for html_with_forms in (page.composer, parts):
+        assert 'name="csrfmiddlewaretoken"' in html_with_forms
+    composer = re.search(r'<form id="composer".*?</form>', page.composer, re.S).group(0)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', composer).group(1)
     # Without htmx, as a browser with JavaScript off posts the composer.
     response = await client.post(

@@ -99,6 +99,8 @@ def test_a_reload_right_after_the_first_message_shows_the_conversation_and_its_r
     composer = page.locator("textarea[name=text]")
     composer.fill("Reload me [sim:length=300] [sim:delay=0.01]")
     composer.press("Enter")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "streaming")
+    expect(page.locator("[data-testid=stop]")).to_be_visible()  # from the reply's start
     expect(page).to_have_url(CONVERSATION_URL)
     page.reload()
     expect(page).to_have_url(CONVERSATION_URL)
