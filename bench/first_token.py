@@ -10,9 +10,9 @@ Method
 Started here on loopback and stopped on exit (or Ctrl-C): the offline simulator with
 bench/relay.py's recorder (it keeps each completion's request body, keyed by a `bench-...`
 marker in the message), and the app as in bench/relay.py (`manage.py migrate` on a fresh data
-dir, one daphne process, SQLite, the in-memory channel layer, DEBUG off), from this checkout or
-from `--app-dir`. A real Chromium (/usr/bin/chromium through Playwright, launched as
-tests/browser/conftest.py does) logs in once, then each run:
+dir, one server process as scripts/serve starts it, SQLite, the in-memory channel layer, DEBUG
+off), from this checkout or from `--app-dir`. A real Chromium (/usr/bin/chromium through
+Playwright, launched as tests/browser/conftest.py does) logs in once, then each run:
 
 1. New chat: loads `/new/`, waits --settle seconds (a person takes longer to type: the page's
    socket, if it opens one, is open by then), fills the composer and presses Enter.
@@ -119,6 +119,14 @@ def prepare(env: dict, app_dir: Path) -> None:
         f"get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})"
     )
     subprocess.run(manage + ["shell", "-c", code], cwd=app_dir, env=env, check=True, timeout=60)
+
+
+def server_command(app_dir: Path) -> list[str]:
+    """How scripts/serve starts the app (daphne on the project's event loop), or plain daphne
+    for a checkout from before playground/server.py."""
+    if (app_dir / "playground" / "server.py").exists():
+        return [sys.executable, "-m", "playground.server"]
+    return [str(Path(sys.executable).with_name("daphne"))]
 
 
 def chat_record(simulator_url: str, marker: str) -> dict:
@@ -313,10 +321,10 @@ def run(args: argparse.Namespace) -> int:
             )
             env = app_environment(workdir / "data", simulator_url)
             prepare(env, app_dir)
-            daphne = str(Path(sys.executable).with_name("daphne"))
             processes.start(
                 "app",
-                [daphne, "-b", HOST, "-p", str(app_port), "playground.asgi:application"],
+                [*server_command(app_dir), "-b", HOST, "-p", str(app_port)]
+                + ["playground.asgi:application"],
                 app_port,
                 env,
                 cwd=app_dir,
