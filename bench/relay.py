@@ -262,12 +262,14 @@ class Processes:
         for _name, process, _log in reversed(self.running):
             stop(process)
 
-    def start(self, name: str, args: list[str], port: int, env: dict) -> subprocess.Popen:
-        """Start a server and wait until it listens on `port`."""
+    def start(
+        self, name: str, args: list[str], port: int, env: dict, cwd: Path = REPO
+    ) -> subprocess.Popen:
+        """Start a server (in `cwd`: a checkout of the app) and wait until it listens on `port`."""
         log = self.workdir / f"{name}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
-                args, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+                args, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
             )
         self.running.append((name, process, log))
         deadline = time.monotonic() + START_SECONDS

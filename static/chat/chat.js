@@ -322,6 +322,44 @@
     sendEnded(false, errorNote("The server could not be reached. Nothing was lost: send it again once it is back."));
   });
 
+  // A new chat's socket is open while the first message is typed; that message creates the
+  // conversation over it (chat/new_chat_socket.py), and the page becomes the conversation's
+  // without loading another. `created` says which: a socket that reconnects from then on
+  // connects to it. The server then sends the parts of the page that name it, after the reply's
+  // first text (nothing on the page changes before that text, so nothing holds it back); once
+  // they are in, the address goes in the history and the title in the tab. Back and forward to
+  // another address load that page.
+  var shownPath = location.pathname;
+  var NEW_CHAT_SOCKET = /\/ws\/conversations\/new\/$/;
+  var becoming = null; // the `created` frame of the conversation this page is becoming
+
+  document.addEventListener("playground:frame", function (event) {
+    if (event.detail.type !== "created") return;
+    becoming = event.detail;
+    var live = document.getElementById("live");
+    if (live) live.setAttribute("ws-connect", becoming.socket);
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (!becoming || !document.querySelector("#topbar [data-testid=conversation-menu]")) return;
+    var title = document.getElementById("conversation-title");
+    document.title = (title ? title.textContent.trim() : becoming.title) + " · " + document.title;
+    history.pushState({ conversation: becoming.id }, "", becoming.url);
+    shownPath = location.pathname;
+    becoming = null;
+  });
+  window.addEventListener("popstate", function () {
+    if (location.pathname !== shownPath) location.reload();
+  });
+  if (window.htmx && htmx.createWebSocket) {
+    var createWebSocket = htmx.createWebSocket;
+    htmx.createWebSocket = function (url) {
+      var live = document.getElementById("live");
+      var path = live && live.getAttribute("ws-connect");
+      if (path && !NEW_CHAT_SOCKET.test(path)) url = url.replace(NEW_CHAT_SOCKET, path);
+      return createWebSocket(url);
+    };
+  }
+
   document.addEventListener("htmx:wsBeforeMessage", function () {
     var el = scroller();
     if (el) stickToBottom = stickToBottom || nearBottom(el);

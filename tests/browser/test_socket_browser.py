@@ -8,11 +8,11 @@ from playwright.sync_api import expect
 from tests.browser.conftest import PASSWORD, log_in, screenshot
 
 ASSISTANT = "[data-testid=message][data-role=assistant]"
-SOCKET = re.compile(r"/ws/conversations/\d+/$")
+SOCKET = re.compile(r"/ws/conversations/(\d+|new)/$")
 
 
 def open_chat(page, server, username: str) -> None:
-    """A conversation page with its socket open (the first message goes by form post)."""
+    """A conversation page with its socket open."""
     log_in(page, server, username)
     page.goto(server.url + "/new/")
     page.fill("textarea[name=text]", "Hello [sim:length=3]")
