@@ -21,11 +21,12 @@ The session checks, the frame limits and the origin check are the conversation s
 import asyncio
 
 from channels.db import database_sync_to_async
+from django.db import OperationalError
 from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.template.loader import render_to_string
 
-from . import generation, turns
+from . import admission, generation, turns
 from .consumers import LOGGED_OUT, ConversationConsumer, _errors_html, _signed_in
 from .conversations import sidebar
 from .forms import ComposerForm
@@ -164,9 +165,16 @@ class NewChatConsumer(ConversationConsumer):
         data["text"] = text
         data.setlist("attachments", attachments)
         user = self.scope["user"]
-        taken = await database_sync_to_async(_signed_in)(
-            self.session_key, user, first_turn, user, data, self.scope
-        )
+        try:
+            async with admission.turn_slot():  # as every turn (chat/admission.py)
+                taken = await database_sync_to_async(_signed_in)(
+                    self.session_key, user, first_turn, user, data, self.scope
+                )
+        except (admission.Busy, OperationalError) as error:
+            if (retry_after := admission.busy_retry_after(error)) is None:
+                raise
+            await self.send_json({"type": "busy", "retry_after": retry_after})
+            return  # still unbound: the page keeps its text and sends it again
         if taken == LOGGED_OUT:
             await self.logged_out()
             return

@@ -216,6 +216,26 @@ async def test_a_socket_send_with_no_slot_free_is_answered_busy(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_new_chat_s_first_message_with_no_slot_free_is_answered_busy(
+    upstream_is_simulator, settings, alice
+):
+    from tests.test_new_chat_socket import answer as next_answer
+    from tests.test_new_chat_socket import open_new_chat
+
+    client = await logged_in(alice)
+    page = await open_new_chat(client)
+    async with slots_full(settings):
+        answer = await page.send_message(text="A new chat on a busy server")
+    assert answer == {"type": "busy", "retry_after": admission.RETRY_AFTER_SECONDS}
+    assert not await Conversation.objects.filter(owner=alice).aexists()
+    # Sent again once a slot is free: the conversation is created then, once.
+    await page.ws.send_json_to({"action": "send", "text": "A new chat [sim:delay=0]"})
+    assert (await next_answer(page, "sent", "busy"))["type"] == "sent"
+    assert await Conversation.objects.filter(owner=alice).acount() == 1
+    await page.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_retry_with_no_slot_free_is_answered_busy_in_place(settings, alice):
     client = await logged_in(alice)
     conversation = await new_conversation(alice)
