@@ -47,8 +47,10 @@ so every page is matched to the completion that answered it, whatever the order 
    frame on the page's WebSocket (with two processes: sent from a page on A, watched on B).
    Directly: the same request body the app sent for that run, POSTed by httpx to the same
    simulator on a warm connection, read with httpx-sse -> first content delta. Both with
-   `[sim:delay=0]`, runs interleaved, a few warm-up runs dropped. The simulator's arrival and
-   emit times split each path into legs: to the upstream, inside it, and back to the client.
+   `[sim:delay=0]` (`--ttft-delay` sets another: a model that takes that long to its first
+   token, as real ones do), runs interleaved, a few warm-up runs dropped. The simulator's
+   arrival and emit times split each path into legs: to the upstream, inside it, and back to
+   the client.
 3. Correctness, from the same frames: the text each page rebuilds must equal the simulator's
    reply for its completion. A frame whose text is not what the reply holds at the page's offset
    counts as reordered; characters the page never got count as lost. A run is bounded in time
@@ -935,7 +937,7 @@ def first_emit(record: dict) -> float:
 
 
 async def measure_ttft(
-    browser: Browser, servers: Servers, conversations: list[int], warmup: int
+    browser: Browser, servers: Servers, conversations: list[int], warmup: int, delay: float = 0
 ) -> TtftRun:
     """Interleaved: one reply through the app, then its request body straight to the upstream."""
     import httpx
@@ -953,7 +955,7 @@ async def measure_ttft(
                 await sender.open(browser, servers.send_url)
             await asyncio.sleep(0.05)  # let the sync settle: nothing else in flight
             sent_at = time.monotonic()
-            await sender.send(f"{marker} [sim:length=8] [sim:delay=0]")
+            await sender.send(f"{marker} [sim:length=8] [sim:delay={delay:g}]")
             answered_at = time.monotonic()
             await page.wait_until(lambda p=page: p.finals >= 1, timeout=30)
             await page.close()
@@ -1040,7 +1042,11 @@ async def measure(args, servers: Servers, conversations: list[int], deadline: fl
             if len(results["relay"]) == 1 and args.ttft_runs:  # while the machine is quiet
                 print("  time to first token ...", file=sys.stderr, flush=True)
                 results["ttft"] = await measure_ttft(
-                    browser, servers, take(args.ttft_runs + args.warmup), args.warmup
+                    browser,
+                    servers,
+                    take(args.ttft_runs + args.warmup),
+                    args.warmup,
+                    args.ttft_delay,
                 )
     finally:
         await browser.close()
@@ -1386,6 +1392,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds to start all streams")
     parser.add_argument("--ttft-runs", type=int, default=20, help="timed TTFT runs (20)")
     parser.add_argument("--warmup", type=int, default=3, help="TTFT warm-up runs dropped (3)")
+    parser.add_argument(
+        "--ttft-delay",
+        type=float,
+        default=0.0,
+        help="the simulator's wait before each token in the TTFT runs (0: at once)",
+    )
     parser.add_argument(
         "--time-limit",
         type=float,

@@ -385,8 +385,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if turn is None:
             return
         # The slot is free again: starting the job needs no database.
-        conversation, messages, payload, frames = turn
-        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        conversation, messages, payload, everything = turn
+        await generation.start(
+            messages[-1], payload, turns.announce(conversation, messages, everything)
+        )
         await self.send_json({"type": "sent"})
 
     async def _take_turn(self, text: str, attachments: list[str]):

@@ -183,9 +183,11 @@ class NewChatConsumer(ConversationConsumer):
             html = await database_sync_to_async(_errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
             return
-        conversation, messages, payload, frames = turn
+        conversation, messages, payload, everything = turn
         await self.bind(conversation)  # before the messages are announced to its group
-        await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+        await generation.start(
+            messages[-1], payload, turns.announce(conversation, messages, everything)
+        )
         await self.send_json(created_frame(conversation))
         await self.send(text_data=composer)
         await self.send_json({"type": "sent"})

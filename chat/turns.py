@@ -4,6 +4,7 @@ saved together, and the frames that tell the open pages about them.
 Sending is the same whichever way the message came (the page's WebSocket, or a form post).
 """
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -24,16 +25,16 @@ def default_settings(user) -> dict:
 
 
 def take_turn(user, conversation_id: int | None, data):
-    """Validate the composer and, if it is right, save the turn and render it for the pages:
-    (conversation, its two new messages, the request body, their insert frames). One trip to a
-    worker thread does it all; rendering after the request has gone would compete with it."""
+    """Validate the composer and, if it is right, save the turn: (conversation, its two new
+    messages, the request body, the conversation's messages). The pages are told by `announce`,
+    which renders the new messages while the request is on its way upstream."""
     form = ComposerForm(data, user=user)
     if not form.is_valid():
         return form, None
     conversation, messages, payload, everything = create_turn(
         user, conversation_id, form.cleaned_data["text"], form.cleaned_data["attachments"]
     )
-    return form, (conversation, messages, payload, insert_frames(messages, everything))
+    return form, (conversation, messages, payload, everything)
 
 
 # What the message tree and a request body need of each message (not the saved requests,
@@ -107,8 +108,16 @@ def create_turn(user, conversation_id: int | None, text: str, attachments: list[
     return conversation, [user_message, assistant], payload, [*everything, assistant]
 
 
-async def announce(conversation: Conversation, frames: list[dict]) -> None:
-    """Tell every open page of the conversation about new messages (`insert_frames`)."""
+async def announce(
+    conversation: Conversation, messages: list[Message], everything: list[Message] | None = None
+) -> None:
+    """Tell every open page of the conversation about new messages (`insert_frames`, rendered
+    in a worker thread). A job runs it once its request has gone upstream (generation.start):
+    the page sees the messages as soon as before, and the model's first token no longer waits
+    for their rendering, which happens while the request travels."""
+    frames = await database_sync_to_async(insert_frames, thread_sensitive=False)(
+        messages, everything
+    )
     layer = get_channel_layer()
     for frame in frames:
         await layer.group_send(conversation.group_name, frame)

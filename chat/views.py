@@ -221,10 +221,12 @@ async def _send(request: HtmxHttpRequest, conversation_id: int | None) -> HttpRe
                     raise Http404
             return _composer(request, conversation, form, status=422)
         return await sync_to_async(_invalid_page)(request, conversation_id, form)
-    conversation, messages, payload, frames = turn
+    conversation, messages, payload, everything = turn
     # The slot is free again: starting the job needs no database. The reply's request goes out
     # before the pages are told and this response is rendered.
-    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+    await generation.start(
+        messages[-1], payload, turns.announce(conversation, messages, everything)
+    )
     if not request.htmx:
         return redirect(conversation)
     if conversation_id is None:
@@ -752,7 +754,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
         tool_calls.name_results([call_message, *created])
         assistant, payload = turns.begin_reply(conversation, parent)
     messages = [*created, assistant]
-    return "", (conversation, messages, payload, turns.insert_frames(messages))
+    return "", (conversation, messages, payload, None)
 
 
 @require_POST
@@ -772,8 +774,10 @@ async def tool_results(
         problem, turn = await sync_to_async(_tool_turn)(user, conversation_id, message_id, results)
     if problem:
         return HttpResponse(_error_note(problem), status=422)
-    conversation, messages, payload, frames = turn
-    await generation.start(messages[-1], payload, turns.announce(conversation, frames))
+    conversation, messages, payload, everything = turn
+    await generation.start(
+        messages[-1], payload, turns.announce(conversation, messages, everything)
+    )
     if request.htmx:
         return HttpResponse('<p class="muted small">Results sent.</p>')
     return redirect(conversation)
