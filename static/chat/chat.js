@@ -350,6 +350,18 @@
   window.addEventListener("popstate", function () {
     if (location.pathname !== shownPath) location.reload();
   });
+
+  // The tab's title follows the conversation's header: a generated title, a rename (here or
+  // in another tab) reach the header by a swap, and the tab says the same.
+  function followConversationTitle() {
+    var heading = document.getElementById("conversation-title");
+    if (!heading || becoming || !/^\/c\/\d+\//.test(location.pathname)) return;
+    var site = document.title.split(" · ").pop();
+    var wanted = heading.textContent.trim() + " · " + site;
+    if (heading.textContent.trim() && document.title !== wanted) document.title = wanted;
+  }
+  document.addEventListener("htmx:wsAfterMessage", followConversationTitle);
+  document.addEventListener("htmx:afterSettle", followConversationTitle);
   if (window.htmx && htmx.createWebSocket) {
     var createWebSocket = htmx.createWebSocket;
     htmx.createWebSocket = function (url) {

@@ -178,5 +178,6 @@ def test_the_first_reply_brings_a_title_to_the_header_and_the_list(app_server, n
     log_in(page, app_server, "titled")
     start_chat(page, app_server, "Tell me [sim:length=3] about the tides of Brittany, please")
     expect(page.locator("#conversation-title")).to_have_text("Tell me about the tides")
+    expect(page).to_have_title("Tell me about the tides · Omni Playground")  # the tab too
     expect(page.locator(".conversation-link.current")).to_have_text("Tell me about the tides")
     expect(page.locator("#conversation-title")).not_to_contain_text("sim:")
