@@ -125,7 +125,7 @@ def _open(user, conversation_id: int, session_key: str | None):
     return conversation, session_expiry(session_key, user)
 
 
-def _signed_in(session_key: str | None, user, work, *args):
+def signed_in(session_key: str | None, user, work, *args):
     """`work(*args)` if the session still signs the user in, in the same trip to a thread;
     LOGGED_OUT if not."""
     if session_expiry(session_key, user) is None:
@@ -156,7 +156,7 @@ def _final_html(message_id: int) -> str:
     return message_html(message, "replace") if message is not None else ""
 
 
-def _errors_html(form) -> str:
+def errors_html(form) -> str:
     return render_to_string("chat/chat.html#composer_errors", {"form": form})
 
 
@@ -263,16 +263,20 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused, nothing is revealed
             return
         self.group = generation.conversation_group(self.conversation.pk)
-        # message id -> (content length, reasoning length) this page holds; absent = not synced.
-        # Per streaming message: text lengths (answer, reasoning) and block counts it holds.
+        await self.begin(
+            (self.group, session_group(self.session_key), user_group(self.scope["user"].pk)),
+            expires,
+        )
+
+    async def begin(self, groups: tuple[str, ...], expires: datetime) -> None:
+        """Accept the socket, holding no text yet, subscribed to `groups`; the session is
+        checked again when it expires."""
+        # Per streaming message: text lengths (answer, reasoning) and block counts the page
+        # holds; absent = not synced.
         self.offsets: dict[int, tuple[int, int, int, int]] = {}
         self.last_seen = 0
-        self.groups_joined = (
-            self.group,
-            session_group(self.session_key),
-            user_group(self.scope["user"].pk),
-        )
-        for group in self.groups_joined:
+        self.groups_joined = groups
+        for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         generation.ensure_sweeper()
         self.recheck_at(expires)
@@ -348,7 +352,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def sync(self, after: int, streaming: list[int]) -> None:
         """Bring the page up to date: messages it lacks, then live text of streaming ones."""
         self.last_seen = max(self.last_seen, after)
-        state = await database_sync_to_async(_signed_in)(
+        state = await database_sync_to_async(signed_in)(
             self.session_key,
             self.scope["user"],
             _sync_state,
@@ -398,7 +402,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         data["text"] = text
         data.setlist("attachments", attachments)
         try:
-            taken = await database_sync_to_async(_signed_in)(
+            taken = await database_sync_to_async(signed_in)(
                 self.session_key,
                 self.scope["user"],
                 turns.take_turn,
@@ -415,7 +419,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await database_sync_to_async(form.is_valid)()
             form.add_error(None, "This conversation no longer exists.")
         if turn is None:
-            html = await database_sync_to_async(_errors_html)(form)
+            html = await database_sync_to_async(errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
         return turn
 

@@ -27,7 +27,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.template.loader import render_to_string
 
 from . import admission, generation, turns
-from .consumers import LOGGED_OUT, ConversationConsumer, _errors_html, _signed_in
+from .consumers import LOGGED_OUT, ConversationConsumer, errors_html, signed_in
 from .conversations import sidebar
 from .forms import ComposerForm
 from .models import Conversation
@@ -119,16 +119,9 @@ class NewChatConsumer(ConversationConsumer):
         if expires is None:
             await self.close()  # before accept: anonymous, or a session that ended
             return
-        self.offsets = {}
-        self.last_seen = 0
         self.creating = asyncio.Lock()
         self.reply_shown = asyncio.Event()  # the first reply's text (or its end) went out
-        self.groups_joined = (session_group(self.session_key), user_group(user.pk))
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        generation.ensure_sweeper()
-        self.recheck_at(expires)
-        await self.accept()
+        await self.begin((session_group(self.session_key), user_group(user.pk)), expires)
 
     async def bind(self, conversation: Conversation) -> None:
         """From now on the socket is the conversation's, as if it had connected to it."""
@@ -167,7 +160,7 @@ class NewChatConsumer(ConversationConsumer):
         user = self.scope["user"]
         try:
             async with admission.turn_slot():  # as every turn (chat/admission.py)
-                taken = await database_sync_to_async(_signed_in)(
+                taken = await database_sync_to_async(signed_in)(
                     self.session_key, user, first_turn, user, data, self.scope
                 )
         except (admission.Busy, OperationalError) as error:
@@ -180,7 +173,7 @@ class NewChatConsumer(ConversationConsumer):
             return
         form, turn, composer = taken
         if turn is None:  # still unbound: the page keeps its text, with the reasons
-            html = await database_sync_to_async(_errors_html)(form)
+            html = await database_sync_to_async(errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
             return
         conversation, messages, payload, everything = turn

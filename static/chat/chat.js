@@ -341,11 +341,10 @@
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     if (!becoming || !document.querySelector("#topbar [data-testid=conversation-menu]")) return;
-    var title = document.getElementById("conversation-title");
-    document.title = (title ? title.textContent.trim() : becoming.title) + " · " + document.title;
     history.pushState({ conversation: becoming.id }, "", becoming.url);
     shownPath = location.pathname;
     becoming = null;
+    followConversationTitle();
   });
   window.addEventListener("popstate", function () {
     if (location.pathname !== shownPath) location.reload();
