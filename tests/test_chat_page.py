@@ -27,6 +27,15 @@ def test_a_conversation_page_has_stop_and_a_websocket(client, alice):
     assert f'ws-connect="/ws/conversations/{conversation.pk}/"' in html
 
 
+@pytest.mark.parametrize("page", ["/new/", "conversation"])
+def test_no_template_comment_leaks_into_the_page(client, alice, page):
+    """Django's {# #} comments end at the line's end: one over several lines is shown as text."""
+    if page == "conversation":
+        page = Conversation.objects.create(owner=alice, title="Hello").get_absolute_url()
+    html = client.get(page).content.decode()
+    assert "{#" not in html and "#}" not in html and "{% comment" not in html
+
+
 def test_the_simulator_banner_shows_only_when_the_simulator_answers(client, alice, settings):
     settings.PLAYGROUND_USE_SIMULATOR = True
     assert 'data-testid="simulator-banner"' in client.get("/new/").content.decode()
