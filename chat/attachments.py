@@ -437,6 +437,34 @@ def status_json(attachment: Attachment) -> dict:
     }
 
 
+def save_whole(user, name: str, data: bytes, quick: bool = False) -> Attachment:
+    """A file that arrived whole in one request (a call's utterance), saved and processed here
+    and now, as an upload's last chunk would start it: the attachment, `ready`, or `failed`
+    with the reason in `error`. Blocking: run it in a worker thread."""
+    attachment = Attachment(
+        owner=user,
+        key=secrets.token_urlsafe(16),
+        original_name=_clean_name(name),
+        declared_size=len(data),
+        received=len(data),
+        status=Attachment.Status.PROCESSING,
+        processing_at=timezone.now(),
+    )
+    attachment.file.name = attachment_path(attachment, ORIGINAL_NAME)
+    folder = files.working_dir(attachment)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not has_room_for(folder.parent, len(data)):
+        attachment.status = Attachment.Status.FAILED
+        attachment.error = "The server does not have enough free disk space for this recording."
+        return attachment
+    folder.mkdir()
+    (folder / ORIGINAL_NAME).write_bytes(data)
+    attachment.save()
+    process(attachment.pk, quick=quick)
+    attachment.refresh_from_db()
+    return attachment
+
+
 # Processing ------------------------------------------------------------------------------------
 
 
@@ -531,8 +559,9 @@ def _progress_reporter(pk: int) -> Callable[[float], None]:
     return report
 
 
-def process(pk: int) -> None:
-    """Run `media.prepare` on a finished upload and record the outcome (blocking)."""
+def process(pk: int, quick: bool = False) -> None:
+    """Run `media.prepare` on a finished upload and record the outcome (blocking). `quick`: a
+    call's recording, converted for speed and size (media.prepare)."""
     attachment = Attachment.objects.filter(pk=pk, status=Attachment.Status.PROCESSING).first()
     if attachment is None:
         return
@@ -551,6 +580,7 @@ def process(pk: int) -> None:
             workdir,
             name=attachment.original_name,
             progress=_progress_reporter(pk),
+            quick=quick,
         )
         fields = _prepared_fields(prepared, folder)
         attachment.derived.name, attachment.poster.name = fields["derived"], fields["poster"]

@@ -315,6 +315,7 @@ def prepare(
     name: str = "",
     limits: Limits | None = None,
     progress: Callable[[float], None] | None = None,
+    quick: bool = False,
 ) -> Prepared:
     """Probe, check limits, convert what the API would not take, and make a poster.
 

@@ -43,11 +43,15 @@ TURN_FIELDS = ("conversation_id", "parent_id", "role", "content", "tool_calls", 
 
 
 def begin_reply(
-    conversation: Conversation, parent: Message, everything: list[Message] | None = None
+    conversation: Conversation,
+    parent: Message,
+    everything: list[Message] | None = None,
+    reply_settings: dict | None = None,
 ) -> tuple[Message, dict]:
     """Create the streaming assistant row that answers `parent`, and its request body; the
     conversation now shows the path through it. `everything`: the conversation's messages
-    (with TURN_FIELDS), if the caller has them."""
+    (with TURN_FIELDS), if the caller has them; `reply_settings`: this reply's settings, if not
+    the conversation's (a call's spoken reply)."""
     now = timezone.now()
     if everything is None:
         everything = list(conversation.messages.only(*TURN_FIELDS))
@@ -57,7 +61,11 @@ def begin_reply(
         files.setdefault(attachment.message_id, []).append(attachment)
     media_url = signed_url if settings.PLAYGROUND_MEDIA_DELIVERY == "url" else None
     payload = build_request(
-        path, conversation.settings, settings.PLAYGROUND_MODEL, files, media_url
+        path,
+        conversation.settings if reply_settings is None else reply_settings,
+        settings.PLAYGROUND_MODEL,
+        files,
+        media_url,
     )
     assistant = Message.objects.create(
         conversation=conversation,
@@ -75,7 +83,15 @@ def begin_reply(
 
 
 @transaction.atomic
-def create_turn(user, conversation_id: int | None, text: str, attachments: list[Attachment]):
+def create_turn(
+    user,
+    conversation_id: int | None,
+    text: str,
+    attachments: list[Attachment],
+    reply_settings=None,
+):
+    """Save the person's message and the reply row; `reply_settings`: a function of the
+    conversation's settings giving the reply's, if they differ (a call's)."""
     if conversation_id is None:
         title = title_from_text(text or " ".join(a.original_name for a in attachments))
         conversation = Conversation.objects.create(
@@ -101,7 +117,12 @@ def create_turn(user, conversation_id: int | None, text: str, attachments: list[
         attachment.conversation = conversation
         attachment.message = user_message
     everything += [user_message]
-    assistant, payload = begin_reply(conversation, user_message, everything)
+    assistant, payload = begin_reply(
+        conversation,
+        user_message,
+        everything,
+        None if reply_settings is None else reply_settings(conversation.settings),
+    )
     # Both new rows' attachments are known: the pages' frames need not look them up.
     user_message._shown_attachments = sorted(attachments, key=lambda a: (a.created_at, a.pk))
     assistant._shown_attachments = []

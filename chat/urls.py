@@ -76,3 +76,10 @@ urlpatterns += [
     path("c/<int:conversation_id>/export.zip", archive.export_zip, name="export_zip"),
     path("import/", archive.import_conversation, name="import_conversation"),
 ]
+
+# calls
+from . import calls  # noqa: E402  (kept with its URLs: one block to merge)
+
+urlpatterns += [
+    path("c/<int:conversation_id>/call/turn/", calls.turn, name="call_turn"),
+]

@@ -11,7 +11,7 @@ what the client still sends is read and dropped for a moment so the answer reach
 connection closes. The app never sees the request.
 
 Limits by route (`body_limit`): an upload chunk takes the chunk size and a little more, an
-archive import its own limit, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own
+archive import its own limit, a call's utterance PLAYGROUND_MAX_CALL_BYTES, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own
 default for a form).
 """
 
@@ -36,7 +36,7 @@ CHUNK_OVERHEAD = 64 * 1024
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
 # Routes that take bodies larger than most: a chunked body there is refused before it is read.
-LENGTH_REQUIRED = {"upload", "import_conversation"}
+LENGTH_REQUIRED = {"upload", "import_conversation", "call_turn"}
 
 
 def route_of(path: str) -> str | None:
@@ -53,6 +53,8 @@ def body_limit(name: str | None) -> int:
         return settings.PLAYGROUND_UPLOAD_CHUNK_BYTES + CHUNK_OVERHEAD
     if name == "import_conversation":
         return settings.PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES + FORM_OVERHEAD
+    if name == "call_turn":
+        return settings.PLAYGROUND_MAX_CALL_BYTES
     return settings.PLAYGROUND_MAX_BODY_BYTES
 
 

@@ -440,6 +440,9 @@ PLAYGROUND_MAX_AUDIO_BYTES = envint("PLAYGROUND_MAX_AUDIO_BYTES", str(100 * MB),
 PLAYGROUND_MAX_AUDIO_SECONDS = envfloat("PLAYGROUND_MAX_AUDIO_SECONDS", "1200", minimum=1)
 PLAYGROUND_MAX_VIDEO_BYTES = envint("PLAYGROUND_MAX_VIDEO_BYTES", str(256 * MB), minimum=1)
 PLAYGROUND_MAX_VIDEO_SECONDS = envfloat("PLAYGROUND_MAX_VIDEO_SECONDS", "150", minimum=1)
+# One utterance of a voice call, sent whole (a minute of 16 kHz WAV is 1.9 MB; a camera's
+# short video more).
+PLAYGROUND_MAX_CALL_BYTES = envint("PLAYGROUND_MAX_CALL_BYTES", str(16 * MB), minimum=64 * 1024)
 # Importing a conversation archive: the upload, and everything it unpacks to.
 PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES = envint(
     "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES", str(256 * MB), minimum=1

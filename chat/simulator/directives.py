@@ -1,4 +1,5 @@
-"""Directives: `[sim:...]` markers in the last user message that make the simulator misbehave.
+"""Directives: `[sim:...]` markers in the last user message that make the simulator misbehave
+(for a message with no text, such as a call's utterance: in the system prompt).
 
 They let tests and demos reach every failure path of a real upstream on purpose:
 

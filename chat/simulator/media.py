@@ -38,6 +38,8 @@ class Attachment:
     image_tokens: int = 0
     audio_tokens: int = 0
     video_tokens: int = 0
+    seconds: float | None = None  # audio and video, when measured
+    has_audio: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,12 @@ def _describe_media(kind: str, label: str, data: bytes) -> Attachment:
         frames = max(1, math.ceil(seconds * VIDEO_FRAMES_PER_SECOND))
         video_tokens = frames * math.ceil(size[0] / PATCH) * math.ceil(size[1] / PATCH)
     return Attachment(
-        kind, f"{label}: {', '.join(parts)}", audio_tokens=audio_tokens, video_tokens=video_tokens
+        kind,
+        f"{label}: {', '.join(parts)}",
+        audio_tokens=audio_tokens,
+        video_tokens=video_tokens,
+        seconds=duration,
+        has_audio=has_audio,
     )
 
 

@@ -18,6 +18,7 @@ from .reply import (
     compose_reply,
     compose_title,
     filler_tokens,
+    heard,
     is_title_request,
     last_user_message,
     message_text,
@@ -88,7 +89,11 @@ def plan_completion(body: dict[str, Any], path: str) -> Plan | Refusal:
         return Refusal(400, gateway_error(400, path, VALIDATION_MESSAGE, [reason]))
     messages: list[dict[str, Any]] = body["messages"]
     last = last_user_message(messages)
-    directives, problems = parse_directives(message_text(last) if last else "")
+    # A message with no text (a call's utterance) takes its directives from the system prompt.
+    said = message_text(last) if last else ""
+    if not said.strip():
+        said = "\n".join(message_text(m) for m in messages if m.get("role") == "system")
+    directives, problems = parse_directives(said)
     if problems:
         return Refusal(400, gateway_error(400, path, "Unusable simulator directive", problems))
     refusal = _directed_refusal(directives, path)
@@ -122,6 +127,8 @@ def plan_completion(body: dict[str, Any], path: str) -> Plan | Refusal:
             content = filler_tokens(directives.length)
         elif is_title_request(body):
             content = split_tokens(compose_title(body))
+        elif audio and (spoken := heard(attachments, message_text(last) if last else "")):
+            content = split_tokens(spoken)
         else:
             content = split_tokens(
                 compose_reply(

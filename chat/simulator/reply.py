@@ -75,6 +75,18 @@ def quote(text: str) -> str:
     return f"“{flat}”" if flat else "(no text)"
 
 
+def heard(attachments: list[Attachment], text: str) -> str | None:
+    """A short spoken answer to a message that is only a recording (a call's utterance), so a
+    call's loop stays quick offline: what the simulator heard, and for how long. None for any
+    other message (it gets the full report)."""
+    sounds = [a for a in attachments if a.has_audio and a.seconds is not None]
+    if text.strip() or not sounds or len(sounds) != len(attachments):
+        return None
+    seconds = sum(a.seconds for a in sounds)
+    saw = " and saw you" if any(a.kind == "video" for a in sounds) else ""
+    return f"Offline simulator: I heard {seconds:.1f} seconds of audio{saw}. Say something else."
+
+
 def compose_reply(
     body: dict[str, Any],
     attachments: list[Attachment],
