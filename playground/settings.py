@@ -365,7 +365,8 @@ from django.utils.csp import CSP  # noqa: E402
 
 SECURE_CSP = {
     "default-src": [CSP.SELF],
-    "script-src": [CSP.SELF],
+    # WebAssembly may be compiled (the call's speech detection), nothing else evaluated.
+    "script-src": [CSP.SELF, CSP.WASM_UNSAFE_EVAL],
     "style-src": [CSP.SELF],
     "img-src": [CSP.SELF, "data:", "blob:"],
     "media-src": [CSP.SELF, "blob:", "data:"],
