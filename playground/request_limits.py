@@ -68,6 +68,9 @@ def refusal(name: str | None, limit: int, size: int | None) -> bytes:
     elif name == "upload":
         body = json.dumps({"error": f"Send at most {human_bytes(limit)} at a time."}).encode()
         kind = b"application/json"
+    elif name == "call_turn":  # in the call's words (chat/calls.py)
+        text = f"An utterance can be at most {human_bytes(limit)}; this one is larger."
+        body, kind = json.dumps({"error": text}).encode(), b"application/json"
     else:
         body = f"This request is too large: this address takes at most {human_bytes(limit)}.\n"
         body = body.encode()
@@ -87,7 +90,7 @@ def _answer(status: bytes, kind: bytes, body: bytes) -> bytes:
 def length_required(name: str | None) -> bytes:
     """The 411 answer to a chunked body on a route that takes large ones. Pure."""
     text = "Send this request with a Content-Length header."
-    if name == "upload":
+    if name in ("upload", "call_turn"):
         body, kind = json.dumps({"error": text}).encode(), b"application/json"
     else:
         body, kind = text.encode(), b"text/plain; charset=utf-8"

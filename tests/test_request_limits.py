@@ -18,6 +18,7 @@ from tests.processes import free_port
 
 CHUNK_BYTES = 64 * 1024
 IMPORT_BYTES = 3 * 1024 * 1024  # more than other routes take
+CALL_BYTES = 4 * 1024 * 1024  # a call's utterance, sent whole
 GIB = 1024**3
 
 
@@ -31,6 +32,7 @@ def server() -> Iterator[int]:
             "PLAYGROUND_MANIFEST_STATIC": "false",
             "PLAYGROUND_UPLOAD_CHUNK_BYTES": str(CHUNK_BYTES),
             "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES": str(IMPORT_BYTES),
+            "PLAYGROUND_MAX_CALL_BYTES": str(CALL_BYTES),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DATABASE_URL": "",
             "REDIS_URL": "",
@@ -162,7 +164,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server):
 
 
 def test_a_chunked_body_to_a_route_that_takes_large_ones_must_declare_its_length(server):
-    for path in ("/import/", "/uploads/abc/"):
+    for path in ("/import/", "/uploads/abc/", "/c/1/call/turn/"):
         with socket.create_connection(("127.0.0.1", server)) as sock:
             sock.sendall(
                 head("PUT" if "uploads" in path else "POST", path, "Transfer-Encoding: chunked")
@@ -198,6 +200,17 @@ def test_an_import_takes_its_own_limit_and_says_so_where_the_form_shows_errors(s
     )
     assert status(reply) != 413
     assert status(ask(server, head("POST", "/c/1/send/", f"Content-Length: {IMPORT_BYTES}"))) == 413
+
+
+def test_a_calls_utterance_takes_its_own_limit_and_the_call_reads_why(server):
+    path = "/c/1/call/turn/"
+    over = ask(server, head("POST", path, f"Content-Length: {CALL_BYTES + 1}"))
+    assert status(over) == 413
+    body = json.loads(over.partition(b"\r\n\r\n")[2])
+    assert body["error"] == "An utterance can be at most 4 MB; this one is larger."
+
+    reply = ask(server, head("POST", path, f"Content-Length: {CALL_BYTES}"), b"x" * CALL_BYTES)
+    assert status(reply) != 413  # the view answers: nobody is logged in
 
 
 def test_the_server_goes_on_serving_after_refusals(server):

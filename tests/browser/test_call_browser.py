@@ -94,7 +94,13 @@ def test_two_utterances_become_two_spoken_turns_and_end_lets_go_of_the_microphon
 ):
     made = make_speech_wav(
         tmp_path / "two.wav",
-        [("silence", 2.0), ("speech", FIRST), ("silence", 4.0), ("speech", SECOND), ("silence", 30)],
+        [
+            ("silence", 2.0),
+            ("speech", FIRST),
+            ("silence", 4.0),
+            ("speech", SECOND),
+            ("silence", 30),
+        ],
     )
     with browser_hearing(chromium, made.path) as context:
         page, conversation = conversation_page(context, app_server, "caller")
@@ -147,7 +153,13 @@ def test_speaking_over_the_answer_stops_it_at_once_and_the_new_utterance_goes(
     # A slow model (a token every 0.15 s), and the second utterance 1.8 s after the first.
     made = make_speech_wav(
         tmp_path / "barge.wav",
-        [("silence", 2.0), ("speech", FIRST), ("silence", 1.8), ("speech", SECOND), ("silence", 30)],
+        [
+            ("silence", 2.0),
+            ("speech", FIRST),
+            ("silence", 1.8),
+            ("speech", SECOND),
+            ("silence", 30),
+        ],
     )
     with browser_hearing(chromium, made.path) as context:
         page, conversation = conversation_page(
@@ -195,7 +207,9 @@ def test_with_the_camera_on_an_utterance_goes_as_an_mp4_video_with_its_sound(
         page.click("[data-testid=call]")
         wait_for_log(page, "ready")
         page.click("[data-testid=call-camera]")
-        page.wait_for_function("v => v.readyState >= 2", arg=page.query_selector("[data-call-preview]"))
+        page.wait_for_function(
+            "v => v.readyState >= 2", arg=page.query_selector("[data-call-preview]")
+        )
         (sent,) = wait_for_log(page, "sent")
         wait_for_log(page, "speaking-end")
         saved = {m["id"]: m for m in messages(app_server, conversation)}
