@@ -196,6 +196,34 @@ def test_muted_nothing_is_sent(chromium, app_server, tmp_path):
         assert len(messages(app_server, conversation)) == 2  # the first exchange only
 
 
+def test_holding_space_talks_and_the_pause_detector_stays_out_of_it(chromium, app_server, tmp_path):
+    made = make_speech_wav(
+        tmp_path / "ptt.wav", [("silence", 3.0), ("speech", FIRST), ("silence", 30)]
+    )
+    with browser_hearing(chromium, made.path) as context:
+        page, conversation = conversation_page(context, app_server, "walkie")
+        page.click("[data-testid=call]")
+        (ready,) = wait_for_log(page, "ready")
+        opened = ready["at"] / 1000
+        # Hold Space from half a second before the speech to half a second after it.
+        page.wait_for_timeout(max(0, (opened + made.segments[0].start - 0.5 - time.time()) * 1000))
+        page.keyboard.down(" ")
+        assert state(page) == "hearing"
+        held = time.time()
+        page.wait_for_timeout(max(0, (opened + made.segments[0].end + 0.5 - time.time()) * 1000))
+        page.keyboard.up(" ")
+        held = time.time() - held
+        (sent,) = wait_for_log(page, "sent")
+        wait_for_log(page, "speaking-end")
+        page.wait_for_timeout(1500)  # the detector's own end of that speech came and went
+        ends = [e for e in call_log(page) if e["type"] == "speech-end"]
+        assert len(ends) == 1 and ends[0].get("ptt") is True
+        assert len([e for e in call_log(page) if e["type"] == "sent"]) == 1
+        assert ends[0]["seconds"] == pytest.approx(held, abs=0.25)
+        (file,) = {m["id"]: m for m in messages(app_server, conversation)}[sent["message"]]["files"]
+        assert file["duration"] == pytest.approx(ends[0]["seconds"], abs=0.05)
+
+
 def test_with_the_camera_on_an_utterance_goes_as_an_mp4_video_with_its_sound(
     chromium, app_server, tmp_path
 ):
