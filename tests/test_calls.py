@@ -3,6 +3,7 @@ is spoken, against the simulator on a loopback port through the real view, job a
 
 import io
 import wave
+import zipfile
 
 import pytest
 from django.test import AsyncClient
@@ -50,7 +51,8 @@ async def test_an_utterance_becomes_a_message_and_its_reply_is_spoken(
     await conversation.asave()
     page = await open_page(client, conversation.pk)
 
-    response = await post_turn(client, conversation.pk, utterance(tmp_path, 2.0))
+    sent = utterance(tmp_path, 2.0)
+    response = await post_turn(client, conversation.pk, sent)
     assert response.status_code == 201, response.content
     ids = response.json()
     assert await page.receive_until_final(ids["reply"]) == "complete"
@@ -75,6 +77,11 @@ async def test_an_utterance_becomes_a_message_and_its_reply_is_spoken(
     assert page.audio[reply.pk]  # and the page heard it as it streamed
     await conversation.arefresh_from_db()
     assert conversation.settings["enable_thinking"] is True  # typed messages keep their settings
+    # Kept like any message: the export carries the recording as it was said, and the reply's.
+    export = await client.get(f"/c/{conversation.pk}/export.zip")
+    with zipfile.ZipFile(io.BytesIO(b"".join(export.streaming_content))) as z:
+        stored = {z.read(name) for name in z.namelist() if name.endswith(".wav")}
+    assert sent in stored and len(stored) == 2
     await page.ws.disconnect()
 
 
