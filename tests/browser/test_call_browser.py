@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
+from tests.browser.test_accessibility_browser import LAYOUTS, SCHEMES, axe_violations
 from tests.speech_files import espeak_available, fake_microphone_args, make_speech_wav
 
 pytestmark = pytest.mark.skipif(
@@ -25,12 +26,12 @@ SECOND = "Then the bells of the church rang twelve and we hurried home"
 
 
 @contextmanager
-def browser_hearing(chromium, path):
+def browser_hearing(chromium, path, **options):
     browser = chromium.browser_type.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS + fake_microphone_args(path)
     )
     try:
-        context = browser.new_context(permissions=["microphone", "camera"])
+        context = browser.new_context(permissions=["microphone", "camera"], **options)
         context.set_default_timeout(20_000)
         yield context
     finally:
@@ -269,6 +270,27 @@ def test_an_upstream_error_is_said_in_the_panel(chromium, app_server, tmp_path):
         error = page.wait_for_selector("[data-testid=call-error]:not([hidden])")
         assert error.text_content().startswith("The model could not answer")
         assert state(page) == "listening"  # the call goes on
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_the_call_panel_has_no_serious_accessibility_violations(
+    chromium, app_server, tmp_path, layout, scheme
+):
+    made = make_speech_wav(
+        tmp_path / "axe.wav", [("silence", 2.0), ("speech", FIRST), ("silence", 30)]
+    )
+    look = {"viewport": LAYOUTS[layout], "color_scheme": scheme}
+    with browser_hearing(chromium, made.path, **look) as context:
+        page, _ = conversation_page(context, app_server, f"axe-{layout}-{scheme}")
+        page.click("[data-testid=call]")
+        wait_for_log(page, "ready")
+        found = axe_violations(page, f"call listening {layout}-{scheme}")
+        page.click("[data-testid=call-camera]")
+        wait_for_log(page, "audio-first")
+        found += axe_violations(page, f"call speaking, camera on {layout}-{scheme}")
+        screenshot(page, f"call-{layout}-{scheme}")
+    assert not found, "\n".join(found)
 
 
 def test_without_a_microphone_the_panel_says_what_to_do(new_context, app_server):
