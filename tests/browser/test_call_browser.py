@@ -270,6 +270,11 @@ def test_an_upstream_error_is_said_in_the_panel(chromium, app_server, tmp_path):
         error = page.wait_for_selector("[data-testid=call-error]:not([hidden])")
         assert error.text_content().startswith("The model could not answer")
         assert state(page) == "listening"  # the call goes on
+        # A reload ends the call; what was said is in the conversation.
+        page.reload()
+        assert not page.is_visible("[data-testid=call-panel]") and page.is_visible("#composer")
+        assert page.locator("[data-role=user] audio").count() == 1
+        assert page.locator("[data-role=assistant][data-status=error]").count() == 1
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
