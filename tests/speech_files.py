@@ -37,8 +37,8 @@ checks the first three points):
   changed but not destroyed: correlation with the file 0.65-0.85 per second, level x1.0-1.6
   (automatic gain, largest in the first seconds), boundaries 5-25 ms later, silence ~2e-6 RMS
   instead of 0. Silero VAD v5 (@ricky0123/vad-web 0.0.31, redemptionMs 700) finds every ~5 s
-  espeak utterance either way: speech start 85-105 ms after the sound starts, speech end
-  0.73-0.83 s after it stops (about 60-90 ms later with processing on), one utterance each.
+  espeak utterance either way: speech start 55-105 ms after the sound starts, speech end
+  0.71-0.83 s after it stops (about 60-90 ms later with processing on), one utterance each.
 - getUserMedia needs a secure context: a page served from http://127.0.0.1 is one.
 """
 
