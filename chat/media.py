@@ -94,6 +94,20 @@ BUDGET_SHARE = 0.9  # of the byte limit; the rest is margin for rate control and
 # Below this many bits per pixel per frame H.264 turns to mush; start at a lower rung instead.
 MIN_BITS_PER_PIXEL = 0.05
 PROGRESS_INTERVAL = 0.1  # seconds between progress reports
+# Call recordings (`prepare(..., quick=True)`) are converted while the person waits for the
+# answer: x264's fastest preset at a lower quality, at most 360p (the model samples a few frames
+# a second of a face in front of a camera), speech-sized AAC. Measured with bench/call_video.py
+# on 640x480 webcam-like VP8: superfast takes 1.17x the time for a 1.09x larger file (veryfast:
+# 1.19x the time, 0.58x the bytes); tune=zerolatency changes nothing measurable (with frame
+# threads it only drops lookahead ultrafast has none of); a bicubic resize takes 1.04x the time
+# for 1.10x the bytes, and AAC's default quantiser search (twoloop) 1.11x the time.
+QUICK_SHORT_SIDE = 360
+QUICK_PRESET = "ultrafast"
+QUICK_TUNE = ""
+QUICK_CRF = 28
+QUICK_SCALE_FLAGS = "bilinear"
+QUICK_AAC_CODER = "fast"
+QUICK_AAC_BITRATE = 96_000  # for stereo; a mono recording gets half
 
 # The video codecs and the audio codecs beside them that the API is known to decode in the
 # containers it lists; anything else is re-encoded.
@@ -319,6 +333,10 @@ def prepare(
 ) -> Prepared:
     """Probe, check limits, convert what the API would not take, and make a poster.
 
+    `quick` is for a call's recordings, sent as soon as they are converted: a video that must
+    be converted becomes a small MP4 (at most QUICK_SHORT_SIDE, QUICK_PRESET, QUICK_CRF) instead
+    of the uploads' 720p one. Images, audio and videos sent as they are do not change.
+
     New files are only written inside `workdir` (created if missing), never over existing ones.
     On refusal (or any other error) everything written is removed and the exception propagates.
     `progress` gets non-decreasing values in [0, 1], at most ~10 a second, ending with 1.0; an
@@ -332,7 +350,7 @@ def prepare(
     workdir.mkdir(parents=True, exist_ok=True)
     outputs = _Outputs(workdir)
     try:
-        inspected = _inspect(path, name, limits, want_poster=True)
+        inspected = _inspect(path, name, limits, want_poster=True, quick=quick)
         found = inspected.probe
         picture = inspected.picture
         poster = _write_poster(picture, outputs) if picture is not None else None
@@ -344,7 +362,7 @@ def prepare(
             derived = _prepare_audio(path, found, limits, outputs, report)
             send_type = "audio/mpeg" if derived else send_type
         elif found.kind == "video":
-            derived = _prepare_video(path, found, limits, outputs, report)
+            derived = _prepare_video(path, found, limits, outputs, report, quick)
             send_type = "video/mp4" if derived else send_type
         report(1.0, force=True)
         return Prepared(found, derived, send_type, poster)
@@ -497,7 +515,9 @@ class _Inspected:
     image_end: int | None = None  # set when an image is followed by a phone's extra data
 
 
-def _inspect(path: Path, name: str, limits: Limits, want_poster: bool) -> _Inspected:
+def _inspect(
+    path: Path, name: str, limits: Limits, want_poster: bool, quick: bool = False
+) -> _Inspected:
     size = path.stat().st_size
     if size == 0:
         raise MediaRefused(f"The file is empty. Attach {ACCEPTED_TEXT}.")
@@ -508,7 +528,7 @@ def _inspect(path: Path, name: str, limits: Limits, want_poster: bool) -> _Inspe
     if sniffed.family == "image":
         return _inspect_image(path, name, sniffed, size, limits, want_poster)
     if sniffed.family in DEMUXERS:
-        return _inspect_av(path, name, sniffed, size, limits, want_poster)
+        return _inspect_av(path, name, sniffed, size, limits, want_poster, quick)
     if sniffed.family == "other":
         raise MediaRefused(
             f"This file is {sniffed.label}, which cannot be attached. Attach {ACCEPTED_TEXT}."
@@ -791,7 +811,13 @@ class _Scan:
 
 
 def _inspect_av(
-    path: Path, name: str, sniffed: _Sniffed, size: int, limits: Limits, want_poster: bool
+    path: Path,
+    name: str,
+    sniffed: _Sniffed,
+    size: int,
+    limits: Limits,
+    want_poster: bool,
+    quick: bool = False,
 ) -> _Inspected:
     try:
         container = _open_av(path, sniffed.family)
@@ -833,6 +859,11 @@ def _inspect_av(
         poster_at = None
         if want_poster and "video" in streams:
             poster_at = min(1.0, declared / 2) if declared else 1.0
+            if quick:
+                # A call's camera is already running when a recording starts: its first frame
+                # is as good a still as any, and decoding a second more costs a tenth of the
+                # conversion.
+                poster_at = 0.0
         scan = _scan(container, streams, poster_at)
 
     measured = scan.end - scan.start if scan.end is not None and scan.start is not None else None
@@ -1174,33 +1205,58 @@ class _Attempt:
     short_side: int
     video_bitrate: int | None  # None: constant quality (CRF)
     audio_bitrate: int  # for stereo; a mono source gets half
+    preset: str = "veryfast"  # x264's
+    crf: int = 23  # when video_bitrate is None
+    tune: str = ""  # x264's --tune, "" for none
+    scale_flags: str = "bicubic"  # swscale's, when the picture is resized
+    aac_coder: str = ""  # FFmpeg's AAC quantiser search, "" for its default (twoloop)
+
+
+def _quick_recipe() -> dict[str, Any]:
+    """_Attempt's settings for a call's recording (read when called, so a benchmark can vary
+    them)."""
+    return {
+        "preset": QUICK_PRESET,
+        "crf": QUICK_CRF,
+        "tune": QUICK_TUNE,
+        "scale_flags": QUICK_SCALE_FLAGS,
+        "aac_coder": QUICK_AAC_CODER,
+    }
 
 
 def _prepare_video(
-    path: Path, found: Probe, limits: Limits, outputs: _Outputs, report: _Progress
+    path: Path,
+    found: Probe,
+    limits: Limits,
+    outputs: _Outputs,
+    report: _Progress,
+    quick: bool = False,
 ) -> Path | None:
     oversize = found.size > limits.max_video_bytes
     if _video_as_is(found) and not oversize:
         return None
     width, height = found.width or 2, found.height or 2
     duration = found.duration or 1.0
-    attempts: list[_Attempt] = []
-    if not oversize:
-        attempts.append(_Attempt(CONVERT_SHORT_SIDE, None, AAC_BITRATE[2]))
+    recipe: dict[str, Any] = {}
+    short_side, rungs, top_audio = CONVERT_SHORT_SIDE, BUDGET_RUNGS, AAC_BITRATE[2]
+    if quick:
+        recipe = _quick_recipe()
+        short_side, rungs, top_audio = QUICK_SHORT_SIDE, (QUICK_SHORT_SIDE,), QUICK_AAC_BITRATE
+    attempts = [] if oversize else [_Attempt(short_side, None, top_audio, **recipe)]
     # The byte budget as a bitrate, shared between audio (at most a tenth) and picture.
     budget = limits.max_video_bytes * BUDGET_SHARE * 8 / duration
-    audio_bitrate = int(min(AAC_BITRATE[2], max(32_000, budget / 10)))
+    audio_bitrate = int(min(top_audio, max(32_000, budget / 10)))
     video_bitrate = int(max(20_000, budget - audio_bitrate - 8_000))
-    rate = _frame_rate(path, found)
     seen: set[tuple[int, int]] = set()
     budget_attempts: list[_Attempt] = []
-    for short_side in BUDGET_RUNGS:
-        dims = _target_size(width, height, short_side)
+    for rung in rungs:
+        dims = _target_size(width, height, rung)
         if dims in seen:
             continue
         seen.add(dims)
-        budget_attempts.append(_Attempt(short_side, video_bitrate, audio_bitrate))
+        budget_attempts.append(_Attempt(rung, video_bitrate, audio_bitrate, **recipe))
     # Skip rungs where the budget spreads too thin over the pixels; always keep the last one.
+    rate = _frame_rate(path, found) if len(budget_attempts) > 1 else 0.0
     while len(budget_attempts) > 1:
         first_w, first_h = _target_size(width, height, budget_attempts[0].short_side)
         if video_bitrate / (first_w * first_h * rate) >= MIN_BITS_PER_PIXEL:
@@ -1227,7 +1283,7 @@ def _prepare_video(
         outputs.discard(target)
     shown, limit = _two(_human_bytes, found.size, limits.max_video_bytes)
     raise MediaRefused(
-        f"This video is {shown}, and even re-encoded at {BUDGET_RUNGS[-1]}p it does not fit: "
+        f"This video is {shown}, and even re-encoded at {rungs[-1]}p it does not fit: "
         f"videos can be at most {limit}. Shorten it and try again."
     )
 
@@ -1248,10 +1304,14 @@ def _frame_rate(path: Path, found: Probe) -> float:
 
 class _Scaler:
     """Rotate (by the display matrix), scale and convert frames to yuv420p with a filter graph,
-    rebuilt whenever the decoded size or format changes mid-stream (MediaRecorder does that)."""
+    rebuilt whenever the decoded size or format changes mid-stream (MediaRecorder does that).
+    Frames already upright, yuv420p and of the output's size go through untouched."""
 
-    def __init__(self, width: int, height: int, time_base: Fraction) -> None:
+    def __init__(
+        self, width: int, height: int, time_base: Fraction, flags: str = "bicubic"
+    ) -> None:
         self.width, self.height, self.time_base = width, height, time_base
+        self.flags = flags
         self.key: tuple[int, int, str, int] | None = None
         self.graph: av.filter.Graph | None = None
 
@@ -1261,6 +1321,8 @@ class _Scaler:
             return self._flush()
         out: list[Any] = []
         key = (frame.width, frame.height, frame.format.name, _frame_rotation(frame))
+        if key == (self.width, self.height, "yuv420p", 0):
+            return self._flush() + [frame]
         if key != self.key:
             out += self._flush()
             self.graph, self.key = self._build(*key), key
@@ -1282,7 +1344,7 @@ class _Scaler:
             nodes.append(graph.add("transpose", "clock"))
         elif rotation == 180:
             nodes += [graph.add("hflip"), graph.add("vflip")]
-        nodes.append(graph.add("scale", f"{self.width}:{self.height}:flags=bicubic"))
+        nodes.append(graph.add("scale", f"{self.width}:{self.height}:flags={self.flags}"))
         nodes.append(graph.add("format", "yuv420p"))
         nodes.append(graph.add("buffersink"))
         graph.link_nodes(*nodes).configure()
@@ -1329,9 +1391,14 @@ def _encode_mp4(
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
         # Keep the source's timestamps (variable frame rate recordings stay in sync).
         vout.codec_context.time_base = vin.time_base
-        options = {"preset": "veryfast"}
+        # Frame threads, as the ffmpeg command line has them. PyAV's default, slice threads,
+        # splits every frame between x264's threads: a larger file, and a slower one at 720p.
+        vout.codec_context.thread_type = "AUTO"
+        options = {"preset": attempt.preset}
+        if attempt.tune:
+            options["tune"] = attempt.tune
         if attempt.video_bitrate is None:
-            options["crf"] = "23"
+            options["crf"] = str(attempt.crf)
         else:
             vout.bit_rate = attempt.video_bitrate
             # A VBV cap as tight as the average, with a buffer of at most a tenth of the clip:
@@ -1349,8 +1416,10 @@ def _encode_mp4(
             )
             aout.codec_context.layout = "mono" if channels == 1 else "stereo"
             aout.bit_rate = attempt.audio_bitrate // (2 if channels == 1 else 1)
+            if attempt.aac_coder:
+                aout.codec_context.options = {"aac_coder": attempt.aac_coder}
             audio = _AudioEncoder(out, aout, _start_time(inp))
-        scaler = _Scaler(width, height, vin.time_base)
+        scaler = _Scaler(width, height, vin.time_base, attempt.scale_flags)
         last_pts: int | None = None
         # Both streams are moved so the file's timeline starts at zero, keeping them in sync.
         offset = round(_start_time(inp) / vin.time_base)

@@ -12,12 +12,13 @@ import os
 import random
 import struct
 import zlib
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.stream
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 # PyAV container format names for the file kinds tests ask for by their everyday name.
 MUXERS = {"m4a": "ipod", "aac": "adts", "mkv": "matroska", "mov": "mov", "mp4": "mp4"}
@@ -262,6 +263,99 @@ def make_mediarecorder_webm(path: Path, seconds: float = 1.0, video: bool = Fals
                 _encode_audio(output, audio, seconds, 48000, 1)
     with av.open(str(path)) as check:
         assert check.duration is None, "the WebM header still carries a duration"
+    return path
+
+
+def _camera_scenes(width: int, height: int, rate: int, noise: float) -> Iterator[Image.Image]:
+    """Frames like a webcam's: a still room (shelves, a wall in light and shade), a head that
+    sways and a mouth that opens and shuts, and sensor noise that changes every frame."""
+    across = Image.linear_gradient("L").rotate(90).resize((width, height))
+    down = Image.linear_gradient("L").resize((width, height))
+    room = Image.merge("RGB", (across, down, Image.new("L", (width, height), 110)))
+    shelves = ImageDraw.Draw(room)
+    for book in range(12):
+        left = book * width // 12
+        colour = ((book * 53) % 256, (book * 91) % 256, (book * 37) % 256)
+        shelves.rectangle((left, height // 10, left + width // 14, height // 3), fill=colour)
+    # Sensor noise around 128, added with an offset of -128; a few fields cycled is enough.
+    grains = [
+        Image.merge("RGB", [Image.effect_noise((width, height), noise)] * 3) for _ in range(7)
+    ]
+    index = 0
+    while True:
+        seconds = index / rate
+        frame = room.copy()
+        draw = ImageDraw.Draw(frame)
+        x = width / 2 + width / 12 * math.sin(2 * math.pi * 0.4 * seconds)
+        y = height * 0.55 + height / 40 * math.sin(2 * math.pi * 0.7 * seconds)
+        radius = height * 0.28
+        draw.ellipse(
+            (x - radius * 0.8, y - radius, x + radius * 0.8, y + radius), fill=(224, 172, 140)
+        )
+        mouth = radius * 0.12 * (1 + math.sin(2 * math.pi * 3 * seconds))
+        draw.ellipse(
+            (
+                x - radius * 0.3,
+                y + radius * 0.4 - mouth,
+                x + radius * 0.3,
+                y + radius * 0.4 + mouth,
+            ),
+            fill=(90, 30, 30),
+        )
+        yield ImageChops.add(frame, grains[index % len(grains)], 1.0, -128) if noise else frame
+        index += 1
+
+
+def make_call_recording(
+    path: Path,
+    seconds: float = 3.0,
+    vcodec: str = "libvpx",
+    size: tuple[int, int] = (640, 480),
+    rate: int = 15,
+    sound: bool = True,
+    noise: float = 3.0,
+) -> Path:
+    """What a browser's MediaRecorder sends during a call with the camera on: VP8 (or
+    `vcodec`, e.g. "libvpx-vp9") at a webcam's size and rate, real-time encoded at Chrome's
+    default 2.5 Mbit/s, with Opus (a 440 Hz tone, mono, 48 kHz) interleaved as it is recorded,
+    written as a live stream (no duration in the header). `sound=False`: a camera alone.
+    """
+    width, height = size
+    with open(path, "wb") as raw:
+        with av.open(_Unseekable(raw), "w", format="webm", options={"live": "1"}) as output:
+            video = output.add_stream(vcodec, rate=rate)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            video.bit_rate = 2_500_000
+            video.codec_context.options = {
+                "deadline": "realtime",
+                "cpu-used": "8",
+                "lag-in-frames": "0",
+            }
+            audio = _add_audio_stream(output, "libopus", 48000, 1) if sound else None
+            pcm = bytes(_tone(seconds, 48000, 1).planes[0]) if sound else b""
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+            chunk = 960  # 20 ms, an Opus frame
+            samples = round(seconds * 48000)
+            sent = 0
+            scenes = _camera_scenes(width, height, rate, noise)
+            for index in range(max(1, round(seconds * rate))):
+                frame = av.VideoFrame.from_image(next(scenes)).reformat(format="yuv420p")
+                frame.pts, frame.time_base = index, Fraction(1, rate)
+                output.mux(video.encode(frame))
+                # The sound recorded while this frame was shown, as a recorder interleaves it.
+                until = min(samples, (index + 1) * 48000 // rate)
+                while audio is not None and sent < until:
+                    count = min(chunk, until - sent)
+                    piece = av.AudioFrame(format="s16", layout="mono", samples=count)
+                    piece.planes[0].update(pcm[2 * sent : 2 * (sent + count)])
+                    piece.sample_rate, piece.pts = 48000, sent
+                    piece.time_base = Fraction(1, 48000)
+                    for resampled in resampler.resample(piece):
+                        output.mux(audio.encode(resampled))
+                    sent += count
+            output.mux(video.encode(None))
+            if audio is not None:
+                output.mux(audio.encode(None))
     return path
 
 
