@@ -63,6 +63,8 @@ async def turn(request: HttpRequest, conversation_id: int) -> JsonResponse:
     user = await request.auser()
     if not user.is_authenticated:
         return _refused("You were logged out. Log in again to go on with the call.", 403)
+    if not await Conversation.objects.filter(pk=conversation_id, owner=user).aexists():
+        raise Http404
     body = request.read()  # read whole by daphne, within the route's limit (request_limits)
     if not body:
         return _refused("The recording is empty.", 400)
@@ -73,8 +75,6 @@ async def turn(request: HttpRequest, conversation_id: int) -> JsonResponse:
     if len(body) > settings.PLAYGROUND_MAX_CALL_BYTES:
         limit = human_bytes(settings.PLAYGROUND_MAX_CALL_BYTES)
         return _refused(f"An utterance can be at most {limit}; this one is larger.", 413)
-    if not await Conversation.objects.filter(pk=conversation_id, owner=user).aexists():
-        raise Http404
     try:
         async with admission.turn_slot():
             taken = await sync_to_async(_take, thread_sensitive=False)(

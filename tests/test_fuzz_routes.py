@@ -227,6 +227,7 @@ ROUTES = {
     "export_markdown": Route(("GET",), [], ("conversation_id",)),
     "export_zip": Route(("GET",), [], ("conversation_id",)),
     "import_conversation": Route(("POST",), ["archive"]),
+    "call_turn": Route(("POST",), ["text"], ("conversation_id",), sends=True),
 }
 
 

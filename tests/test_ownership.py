@@ -105,6 +105,7 @@ def world(django_user_model, tmp_path):
         "share_revoke": ("post", f"/shares/{share.pk}/revoke/"),
         "export_markdown": ("get", f"/c/{c}/export.md"),
         "export_zip": ("get", f"/c/{c}/export.zip"),
+        "call_turn": ("post", f"/c/{c}/call/turn/"),
     }
     return alice, bob, conversation, requests
 
