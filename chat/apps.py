@@ -8,10 +8,15 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
-        from django.contrib.auth.signals import user_logged_out
+        from django.contrib.auth.signals import user_logged_in, user_logged_out
         from django.db.models.signals import post_save
 
-        from . import files, socket_sessions
+        from . import files, languages, socket_sessions
+
+        # A person's chosen language comes with them into each new session.
+        user_logged_in.connect(
+            languages.remember_on_log_in, dispatch_uid="remember-language-on-log-in"
+        )
 
         # A socket lives no longer than its session: log-out ends the session's sockets, a
         # password change (or deactivation) has each of the user's sockets check its own.

@@ -25,11 +25,11 @@ from channels.layers import get_channel_layer
 from django.db import OperationalError
 from django.http import Http404, QueryDict
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from . import admission, frames, generation, turns
+from . import admission, frames, generation, languages, turns
 from .forms import ComposerForm
 from .live_markdown import normalize
 from .models import Conversation, Message
@@ -276,6 +276,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.offsets: dict[int, tuple[int, int, int, int]] = {}
         self.last_seen = 0
         self.groups_joined = groups
+        # What this socket renders, and the jobs it starts, speak its page's language.
+        translation.activate(await database_sync_to_async(languages.of_scope)(self.scope))
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         generation.ensure_sweeper()

@@ -389,3 +389,16 @@ class Share(models.Model):
 
     def __str__(self) -> str:
         return f"share of {self.conversation_id}"
+
+
+class Profile(models.Model):
+    """What is kept about a person beyond Django's user: the interface language they chose
+    (chat/languages.py; empty: their browser's)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    language = models.CharField(max_length=16, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language or 'browser language'}"

@@ -1,9 +1,11 @@
 from django.urls import path
 
-from . import attachments, views
+from . import attachments, languages, views
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("i18n/language/", languages.choose, name="choose_language"),
+    path("i18n/<str:language>/catalog.js", languages.catalog, name="js_catalog"),
     path("setup/", views.setup, name="setup"),
     path("accounts/login/", views.login, name="login"),
     path("accounts/logout/", views.logout, name="logout"),

@@ -141,6 +141,8 @@ MIDDLEWARE = [
     # compresses what they leave (PLAYGROUND_COMPRESS).
     "playground.middleware.Compression",
     "playground.middleware.Session",
+    # After the session (a chosen language is kept there), before anything that renders.
+    "chat.languages.Locale",
     "playground.middleware.Common",
     "playground.middleware.Csrf",
     "playground.middleware.Authentication",
@@ -295,7 +297,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# The interface's languages (chat/languages.py): a person's choice (kept on their profile and
+# in the session), else the browser's Accept-Language, else English. Catalogues are under
+# locale/, compiled by `manage.py compilemessages` (scripts/serve, scripts/test, the image).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文"), ("ar", "العربية")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -174,6 +174,8 @@ class Route:
 
 ROUTES = {
     "index": Route(("GET",)),
+    "choose_language": Route(("GET", "POST"), ["language", "next"]),
+    "js_catalog": Route(("GET",), [], ("language",)),
     "setup": Route(("GET", "POST"), ["username", "password1", "password2"]),
     "login": Route(("GET", "POST"), ["username", "password", "next"]),
     "logout": Route(("POST",), ["next"]),
@@ -290,6 +292,7 @@ def make_world(alice, bob) -> World:
         "key": [upload.key, their_upload.key, "nope", "a" * 200],
         "variant": ["original", "sent", "thumb", "poster", "nope"],
         "token": [share.token, their_share.token, "nope", "x" * 300],
+        "language": ["en", "zh-hans", "ar", "ZH-HANS", "xx", "x" * 300],
     }
     names = {
         "@conversation": str(mine.pk),

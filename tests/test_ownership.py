@@ -32,6 +32,8 @@ NOT_OWNED = {
     "shared",
     "share_continue",
     "shared_media",
+    "choose_language",
+    "js_catalog",
 }
 
 
