@@ -8,6 +8,10 @@ COPY playground playground
 COPY chat chat
 RUN /venv/bin/pip install ".[postgres,s3]"
 COPY . .
+# The translations compiled (GNU gettext's msgfmt, in the build stage only).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \
+    && DJANGO_SECRET_KEY=compilemessages-only PLAYGROUND_DATA_DIR=/tmp/build-data \
+       /venv/bin/python manage.py compilemessages --verbosity 0
 # Hashed, compressed static files, built once here.
 RUN DJANGO_SECRET_KEY=collectstatic-only PLAYGROUND_DATA_DIR=/tmp/build-data \
     /venv/bin/python manage.py collectstatic --noinput --verbosity 0

@@ -34,3 +34,23 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# The interface's translations (locale/*/LC_MESSAGES/*.po) compiled to the .mo files Django
+# reads, with GNU gettext's msgfmt (Debian's gettext, installed here when missing and root).
+compile_messages() {
+  if ! command -v msgfmt >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      step "Installing Debian's gettext (msgfmt) for the translations"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo apt-get update -qq
+      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null
+    else
+      echo "No msgfmt (Debian's gettext) and no root to install it: the interface stays English." >&2
+      return 0
+    fi
+  fi
+  step "Compiling the translations"
+  .venv/bin/python manage.py compilemessages --ignore=.venv --verbosity 0
+}
