@@ -38,6 +38,7 @@ ensure_venv() {
 # The interface's translations (locale/*/LC_MESSAGES/*.po) compiled to the .mo files Django
 # reads, with GNU gettext's msgfmt (Debian's gettext, installed here when missing and root).
 compile_messages() {
+  compgen -G "locale/*/LC_MESSAGES/*.po" >/dev/null || return 0  # no catalogue yet: English
   if ! command -v msgfmt >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
       step "Installing Debian's gettext (msgfmt) for the translations"
