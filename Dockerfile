@@ -8,10 +8,13 @@ COPY playground playground
 COPY chat chat
 RUN /venv/bin/pip install ".[postgres,s3]"
 COPY . .
-# The translations compiled (GNU gettext's msgfmt, in the build stage only).
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \
-    && DJANGO_SECRET_KEY=compilemessages-only PLAYGROUND_DATA_DIR=/tmp/build-data \
-       /venv/bin/python manage.py compilemessages --verbosity 0
+# The translations compiled, when there are catalogues (GNU gettext's msgfmt, in the build
+# stage only; compilemessages refuses a tree with none).
+RUN if ls locale/*/LC_MESSAGES/*.po >/dev/null 2>&1; then \
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \
+      && DJANGO_SECRET_KEY=compilemessages-only PLAYGROUND_DATA_DIR=/tmp/build-data \
+         /venv/bin/python manage.py compilemessages --verbosity 0; \
+    fi
 # Hashed, compressed static files, built once here.
 RUN DJANGO_SECRET_KEY=collectstatic-only PLAYGROUND_DATA_DIR=/tmp/build-data \
     /venv/bin/python manage.py collectstatic --noinput --verbosity 0

@@ -10,11 +10,11 @@ sent the turn, renders in that sender's language for every page of the conversat
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.locale import LocaleMiddleware
 from django.utils import translation
+from django.views.decorators.http import require_POST
 from django.views.i18n import JavaScriptCatalog, set_language
 
 SESSION_KEY = "_language"
@@ -29,42 +29,31 @@ def supported(code: object) -> str | None:
     return code if code in CODES else None
 
 
+def language_for(request: HttpRequest, chosen: object) -> str:
+    """The person's choice if it is one of ours, else Django's reading of the request (the
+    language cookie, then Accept-Language, then the default)."""
+    return supported(chosen) or translation.get_language_from_request(request)
+
+
 class Locale(LocaleMiddleware):
-    """LocaleMiddleware, with the session's choice first; on the event loop (the session is read
-    with its async API, once, and shared with the authentication that follows)."""
+    """LocaleMiddleware, with the session's choice first. On the event loop: the session is
+    read with its async API, once, and shared with the authentication that follows."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        super().__init__(get_response)
-        if iscoroutinefunction(self.get_response):
-            markcoroutinefunction(self)
-
-    def _activate(self, request: HttpRequest, chosen: object) -> None:
-        language = supported(chosen) or translation.get_language_from_request(request)
-        translation.activate(language)
+    def process_request(self, request: HttpRequest) -> None:  # the sync path
+        translation.activate(language_for(request, request.session.get(SESSION_KEY)))
         request.LANGUAGE_CODE = translation.get_language()
 
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self.__acall__(request)
-        session = getattr(request, "session", None)
-        self._activate(request, session.get(SESSION_KEY) if session is not None else None)
-        return self.process_response(request, self.get_response(request))
-
     async def __acall__(self, request):
-        session = getattr(request, "session", None)
-        self._activate(request, await session.aget(SESSION_KEY) if session is not None else None)
-        response = await self.get_response(request)
-        return self.process_response(request, response)
+        chosen = await request.session.aget(SESSION_KEY)
+        translation.activate(language_for(request, chosen))
+        request.LANGUAGE_CODE = translation.get_language()
+        return self.process_response(request, await self.get_response(request))
 
 
+@require_POST
 def choose(request: HttpRequest) -> HttpResponse:
     """POST /i18n/language/ (language, next): Django's set_language, and the choice kept for the
     person when logged in."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     response = set_language(request)
     language = supported(request.POST.get("language"))
     if language is not None and request.user.is_authenticated:
@@ -82,31 +71,21 @@ def remember_on_log_in(sender, request, user, **kwargs) -> None:
     language = Profile.objects.filter(user=user).values_list("language", flat=True).first()
     if supported(language) and getattr(request, "session", None) is not None:
         request.session[SESSION_KEY] = language
-        translation.activate(language)
 
 
 def of_scope(scope: dict) -> str:
-    """The language of a socket's page: the session's choice, else the cookie, else the
-    Accept-Language of its handshake, else the default. Pure but for reading the session."""
+    """The language of a socket's page, as `Locale` finds a request's: the session's choice,
+    else the cookie, else the handshake's Accept-Language, else the default. Sync: it may load
+    the session."""
+    request = HttpRequest()
+    request.COOKIES = dict(scope.get("cookies") or {})
+    accept = dict(scope.get("headers") or []).get(b"accept-language", b"")
+    request.META["HTTP_ACCEPT_LANGUAGE"] = accept.decode("latin-1")
     session = scope.get("session")
-    chosen = supported(session.get(SESSION_KEY)) if session is not None else None
-    if chosen:
-        return chosen
-    headers = dict(scope.get("headers") or [])
-    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == settings.LANGUAGE_COOKIE_NAME and supported(value):
-            return supported(value)
-    accept = headers.get(b"accept-language", b"").decode("latin-1")
-    for tag, _ in translation.trans_real.parse_accept_lang_header(accept):
-        if tag == "*":
-            break
-        try:
-            found = translation.get_supported_language_variant(tag)
-        except LookupError:
-            continue
-        return found
-    return settings.LANGUAGE_CODE
+    return language_for(request, session.get(SESSION_KEY) if session is not None else None)
+
+
+_catalog = JavaScriptCatalog.as_view()
 
 
 def catalog(request: HttpRequest, language: str) -> HttpResponse:
@@ -117,6 +96,6 @@ def catalog(request: HttpRequest, language: str) -> HttpResponse:
     if code is None or code != language:
         raise Http404
     with translation.override(code):
-        response = JavaScriptCatalog.as_view(domain="djangojs")(request)
+        response = _catalog(request)
     response["Cache-Control"] = "public, max-age=3600"
     return response

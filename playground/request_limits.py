@@ -11,8 +11,8 @@ what the client still sends is read and dropped for a moment so the answer reach
 connection closes. The app never sees the request.
 
 Limits by route (`body_limit`): an upload chunk takes the chunk size and a little more, an
-archive import its own limit, a call's utterance PLAYGROUND_MAX_CALL_BYTES, anything else PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own
-default for a form).
+archive import its own limit, a call's utterance PLAYGROUND_MAX_CALL_BYTES, anything else
+PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own default for a form).
 """
 
 import json

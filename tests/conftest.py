@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,21 +27,6 @@ SERVICES_HOWTO = (
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def pytest_sessionstart(session):
-    """The translations compiled where their .po is newer than their .mo (scripts/test has
-    compiled them already; this covers a plain `pytest`)."""
-    for po in sorted(REPO_ROOT.glob("locale/*/LC_MESSAGES/*.po")):
-        mo = po.with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
-        if shutil.which("msgfmt"):
-            subprocess.run(["msgfmt", "--check", "-o", str(mo), str(po)], check=True)
-        else:
-            import polib
-
-            polib.pofile(str(po)).save_as_mofile(str(mo))
 
 
 def pytest_configure(config):

@@ -37,9 +37,12 @@ def test_a_choice_is_kept_for_the_person_and_comes_back_at_log_in(client, person
     assert '<html lang="ar" dir="rtl">' in page(client, accept_language="en")
 
     elsewhere = Client()  # another browser: no cookie, an English Accept-Language
-    assert elsewhere.post(
-        "/accounts/login/", {"username": "polyglot", "password": "pw-long-enough-1"}
-    ).status_code == 302
+    assert (
+        elsewhere.post(
+            "/accounts/login/", {"username": "polyglot", "password": "pw-long-enough-1"}
+        ).status_code
+        == 302
+    )
     assert '<html lang="ar" dir="rtl">' in page(elsewhere, accept_language="en")
 
 
@@ -50,6 +53,15 @@ def test_an_unknown_language_changes_nothing(client, person):
     assert response.status_code == 302
     assert Profile.objects.get(user=person).language == "zh-hans"
     assert client.get("/i18n/language/").status_code == 405
+
+
+def test_the_way_back_never_leaves_the_site(client, person):
+    client.force_login(person)
+    for away in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        response = client.post("/i18n/language/", {"language": "ar", "next": away})
+        assert response.status_code == 302
+        assert "evil" not in response.headers["Location"]
+        assert not response.headers["Location"].startswith("javascript")
 
 
 def test_the_choice_is_cross_site_protected(person):
@@ -86,8 +98,11 @@ def test_supported(value, expected):
 def test_a_sockets_language_is_its_sessions_then_its_cookie_then_its_headers():
     session = {languages.SESSION_KEY: "ar"}
     assert languages.of_scope({"session": session, "headers": []}) == "ar"
-    cookie = [(b"cookie", b"a=b; django_language=zh-hans")]
-    assert languages.of_scope({"session": {}, "headers": cookie}) == "zh-hans"
+    cookie = [
+        (b"cookie", b"a=b; django_language=zh-hans")
+    ]  # as channels' CookieMiddleware reads it
+    scope = {"session": {}, "headers": cookie, "cookies": {"a": "b", "django_language": "zh-hans"}}
+    assert languages.of_scope(scope) == "zh-hans"
     accept = [(b"accept-language", b"fr;q=1, zh-TW;q=0.8")]
     assert languages.of_scope({"session": {}, "headers": accept}) == "zh-hans"
     assert languages.of_scope({"headers": [(b"accept-language", b"fr")]}) == "en"
