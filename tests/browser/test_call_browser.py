@@ -263,7 +263,7 @@ def test_an_upstream_error_is_said_in_the_panel(chromium, app_server, tmp_path):
     )
     with browser_hearing(chromium, made.path) as context:
         page, _ = conversation_page(
-            context, app_server, "unlucky", {"system_prompt": "[sim:status=500]"}
+            context, app_server, "unlucky-caller", {"system_prompt": "[sim:status=500]"}
         )
         page.click("[data-testid=call]")
         wait_for_log(page, "sent")
