@@ -277,7 +277,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.last_seen = 0
         self.groups_joined = groups
         # What this socket renders, and the jobs it starts, speak its page's language.
-        translation.activate(await database_sync_to_async(languages.of_scope)(self.scope))
+        translation.activate(languages.of_scope(self.scope))
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         generation.ensure_sweeper()

@@ -1,9 +1,8 @@
-"""The interface's language: what a person chose (kept on their profile, copied into their
-session when they log in), else what their browser asks for (Accept-Language), else English.
-
-`Locale` is Django's LocaleMiddleware reading the session's choice first; `choose` is Django's
-`set_language` (the cookie, the redirect back) that also keeps the choice for the person, so it
-follows them to another browser. A socket's page renders in its own language
+"""The interface's language: Django's own choice (the language cookie, else the browser's
+Accept-Language, else English), with a person's choice kept on their profile so that it
+follows them: `choose` is Django's `set_language` (the cookie, the redirect back) that also
+saves the choice, and logging in elsewhere sets the cookie from it (`remember_on_log_in`,
+written by playground.middleware.Locale). A socket's page renders in its own language
 (`of_scope`, set when it opens), and a reply's job, started from the request or socket that
 sent the turn, renders in that sender's language for every page of the conversation.
 """
@@ -12,12 +11,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
-from django.middleware.locale import LocaleMiddleware
 from django.utils import translation
 from django.views.decorators.http import require_POST
 from django.views.i18n import JavaScriptCatalog, set_language
 
-SESSION_KEY = "_language"
 CODES = tuple(code for code, _ in settings.LANGUAGES)
 
 
@@ -27,27 +24,6 @@ def supported(code: object) -> str | None:
         return None
     code = code.strip().lower().replace("_", "-")
     return code if code in CODES else None
-
-
-def language_for(request: HttpRequest, chosen: object) -> str:
-    """The person's choice if it is one of ours, else Django's reading of the request (the
-    language cookie, then Accept-Language, then the default)."""
-    return supported(chosen) or translation.get_language_from_request(request)
-
-
-class Locale(LocaleMiddleware):
-    """LocaleMiddleware, with the session's choice first. On the event loop: the session is
-    read with its async API, once, and shared with the authentication that follows."""
-
-    def process_request(self, request: HttpRequest) -> None:  # the sync path
-        translation.activate(language_for(request, request.session.get(SESSION_KEY)))
-        request.LANGUAGE_CODE = translation.get_language()
-
-    async def __acall__(self, request):
-        chosen = await request.session.aget(SESSION_KEY)
-        translation.activate(language_for(request, chosen))
-        request.LANGUAGE_CODE = translation.get_language()
-        return self.process_response(request, await self.get_response(request))
 
 
 @require_POST
@@ -60,29 +36,27 @@ def choose(request: HttpRequest) -> HttpResponse:
         from .models import Profile
 
         Profile.objects.update_or_create(user=request.user, defaults={"language": language})
-        request.session[SESSION_KEY] = language
     return response
 
 
 def remember_on_log_in(sender, request, user, **kwargs) -> None:
-    """user_logged_in: the person's language comes with them into the new session."""
+    """user_logged_in: the person's language comes with them to this browser (the log-in's
+    response sets the language cookie, playground.middleware.Locale)."""
     from .models import Profile
 
     language = Profile.objects.filter(user=user).values_list("language", flat=True).first()
-    if supported(language) and getattr(request, "session", None) is not None:
-        request.session[SESSION_KEY] = language
+    if supported(language) and request is not None:
+        request.remembered_language = language
 
 
 def of_scope(scope: dict) -> str:
-    """The language of a socket's page, as `Locale` finds a request's: the session's choice,
-    else the cookie, else the handshake's Accept-Language, else the default. Sync: it may load
-    the session."""
+    """The language of a socket's page, as Django finds a request's: the language cookie, else
+    the handshake's Accept-Language, else the default. Pure."""
     request = HttpRequest()
     request.COOKIES = dict(scope.get("cookies") or {})
     accept = dict(scope.get("headers") or []).get(b"accept-language", b"")
     request.META["HTTP_ACCEPT_LANGUAGE"] = accept.decode("latin-1")
-    session = scope.get("session")
-    return language_for(request, session.get(SESSION_KEY) if session is not None else None)
+    return translation.get_language_from_request(request)
 
 
 _catalog = JavaScriptCatalog.as_view()

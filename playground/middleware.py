@@ -25,6 +25,7 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.gzip import GZipMiddleware
+from django.middleware.locale import LocaleMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.cache import patch_vary_headers
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -149,6 +150,27 @@ class Messages(_OnTheLoop, MessageMiddleware):
     def response_blocks(self, request) -> bool:
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
+
+
+class Locale(_OnTheLoop, LocaleMiddleware):
+    """Django's language choice (cookie, Accept-Language); a log-in that brought the person's
+    kept language (chat.languages.remember_on_log_in) sets the cookie, as set_language does."""
+
+    def process_response(self, request, response):
+        response = super().process_response(request, response)
+        language = getattr(request, "remembered_language", None)
+        if language:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=settings.LANGUAGE_COOKIE_AGE,
+                path=settings.LANGUAGE_COOKIE_PATH,
+                domain=settings.LANGUAGE_COOKIE_DOMAIN,
+                secure=settings.LANGUAGE_COOKIE_SECURE,
+                httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            )
+        return response
 
 
 class XFrameOptions(_OnTheLoop, XFrameOptionsMiddleware):

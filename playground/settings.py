@@ -141,8 +141,8 @@ MIDDLEWARE = [
     # compresses what they leave (PLAYGROUND_COMPRESS).
     "playground.middleware.Compression",
     "playground.middleware.Session",
-    # After the session (a chosen language is kept there), before anything that renders.
-    "chat.languages.Locale",
+    # Before anything that renders; after the session, so a log-in's kept language is seen.
+    "playground.middleware.Locale",
     "playground.middleware.Common",
     "playground.middleware.Csrf",
     "playground.middleware.Authentication",
@@ -297,8 +297,8 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
 LOGOUT_REDIRECT_URL = "login"
 
-# The interface's languages (chat/languages.py): a person's choice (kept on their profile and
-# in the session), else the browser's Accept-Language, else English. Catalogues are under
+# The interface's languages (chat/languages.py): a person's choice (the language cookie, kept
+# on their profile too), else the browser's Accept-Language, else English. Catalogues are under
 # locale/, compiled by `manage.py compilemessages` (scripts/serve, scripts/test, the image).
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文"), ("ar", "العربية")]

@@ -95,14 +95,11 @@ def test_supported(value, expected):
     assert languages.supported(value) == expected
 
 
-def test_a_sockets_language_is_its_sessions_then_its_cookie_then_its_headers():
-    session = {languages.SESSION_KEY: "ar"}
-    assert languages.of_scope({"session": session, "headers": []}) == "ar"
-    cookie = [
-        (b"cookie", b"a=b; django_language=zh-hans")
-    ]  # as channels' CookieMiddleware reads it
-    scope = {"session": {}, "headers": cookie, "cookies": {"a": "b", "django_language": "zh-hans"}}
+def test_a_sockets_language_is_its_cookie_then_its_headers():
+    # As channels gives them: the headers, and the cookies its CookieMiddleware read from them.
+    cookie = [(b"cookie", b"a=b; django_language=zh-hans"), (b"accept-language", b"ar")]
+    scope = {"headers": cookie, "cookies": {"a": "b", "django_language": "zh-hans"}}
     assert languages.of_scope(scope) == "zh-hans"
     accept = [(b"accept-language", b"fr;q=1, zh-TW;q=0.8")]
-    assert languages.of_scope({"session": {}, "headers": accept}) == "zh-hans"
+    assert languages.of_scope({"headers": accept, "cookies": {}}) == "zh-hans"
     assert languages.of_scope({"headers": [(b"accept-language", b"fr")]}) == "en"
