@@ -23,6 +23,8 @@ from typing import Any, cast
 
 import httpx
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from httpx_sse import EventSource, aconnect_sse
 
 from .payloads import body_length, encode_body
@@ -73,8 +75,8 @@ class UpstreamError(Exception):
     ) -> None:
         self.kind = kind or self.kind
         self.status = status
-        self.message = _redact(message)
-        self.hint = _redact(hint)
+        self.message = _redact(str(message))
+        self.hint = _redact(str(hint))
         self.retry_after = retry_after
         super().__init__(self.message)
 
@@ -113,24 +115,25 @@ class UpstreamStreamError(UpstreamError):
     kind = "stream"
 
 
-PROTOCOL_HINT = "Check that PLAYGROUND_API_BASE points at an OpenAI-compatible API."
-RETRY_HINT = "Try again; the upstream had a problem."
-DROPPED_HINT = "Try again; the connection was interrupted."
-STREAM_HINT = "Try again; if it happens again, change the input or settings."
-BAD_REQUEST_HINT = (
+# Lazy: translated into the language active where an error is made (the page's, the job's).
+PROTOCOL_HINT = gettext_lazy("Check that PLAYGROUND_API_BASE points at an OpenAI-compatible API.")
+RETRY_HINT = gettext_lazy("Try again; the upstream had a problem.")
+DROPPED_HINT = gettext_lazy("Try again; the connection was interrupted.")
+STREAM_HINT = gettext_lazy("Try again; if it happens again, change the input or settings.")
+BAD_REQUEST_HINT = gettext_lazy(
     "Shorten the input, remove an attachment, or change the setting the message names."
 )
-MODEL_HINT = (
+MODEL_HINT = gettext_lazy(
     "Check the model: the one chosen in the settings panel, or PLAYGROUND_MODEL and "
     "PLAYGROUND_MODELS, must name a model the upstream serves."
 )
-CONTEXT_HINT = "Shorten the input or the conversation, or remove an attachment."
-CONTENT_HINT = "Rephrase the message; the upstream's content check refused it."
+CONTEXT_HINT = gettext_lazy("Shorten the input or the conversation, or remove an attachment.")
+CONTENT_HINT = gettext_lazy("Rephrase the message; the upstream's content check refused it.")
 
 # Vendor error codes that say more about what to do than the HTTP status does.
 CODE_HINTS = {
-    "invalid_api_key": "Check PLAYGROUND_API_KEY.",
-    "insufficient_quota": "Check the account's credits.",
+    "invalid_api_key": gettext_lazy("Check PLAYGROUND_API_KEY."),
+    "insufficient_quota": gettext_lazy("Check the account's credits."),
     "data_inspection_failed": CONTENT_HINT,
     "content_filter": CONTENT_HINT,
     "context_length_exceeded": CONTEXT_HINT,
@@ -173,40 +176,44 @@ def error_hint(
     (authentication, rate limits, server trouble); then what the message says; then the status.
     """
     key_hint = (
-        "Check PLAYGROUND_API_KEY; the upstream did not accept it."
+        _("Check PLAYGROUND_API_KEY; the upstream did not accept it.")
         if has_key
-        else "Set PLAYGROUND_API_KEY; the upstream requires an API key."
+        else _("Set PLAYGROUND_API_KEY; the upstream requires an API key.")
     )
     if code in CODE_HINTS:
-        return CODE_HINTS[code]
-    wait = f"Wait {max(1, math.ceil(retry_after))} s and retry." if retry_after is not None else ""
+        return str(CODE_HINTS[code])
+    seconds = max(1, math.ceil(retry_after)) if retry_after is not None else 0
     if kind == "auth":
         return key_hint
     if kind == "forbidden":
-        return "Check the account's credits and that the key may use this model."
+        return _("Check the account's credits and that the key may use this model.")
     if kind == "rate_limited":
-        return wait or "Wait a moment and retry."
+        if retry_after is None:
+            return _("Wait a moment and retry.")
+        return _("Wait %(seconds)s s and retry.") % {"seconds": seconds}
     if kind == "server":
-        return f"{wait} The upstream had a problem." if wait else RETRY_HINT
+        if retry_after is None:
+            return str(RETRY_HINT)
+        return _("Wait %(seconds)s s and retry. The upstream had a problem.") % {"seconds": seconds}
     if kind == "timeout":
-        return "Try again; the upstream took too long."
+        return _("Try again; the upstream took too long.")
     if CONTEXT_WORDS.search(message):
-        return CONTEXT_HINT
+        return str(CONTEXT_HINT)
     if CONTENT_WORDS.search(message):
-        return CONTENT_HINT
+        return str(CONTENT_HINT)
     if KEY_WORDS.search(message):
         return key_hint
     if MODEL_WORDS.search(message):
-        return MODEL_HINT
+        return str(MODEL_HINT)
     if kind == "not_found":
-        return "Check PLAYGROUND_API_BASE and the model name."
+        return _("Check PLAYGROUND_API_BASE and the model name.")
     if kind == "protocol":
-        return PROTOCOL_HINT
+        return str(PROTOCOL_HINT)
     if kind == "stream":
-        return STREAM_HINT
+        return str(STREAM_HINT)
     if status == 413:
-        return "Shorten the input or remove an attachment."
-    return BAD_REQUEST_HINT
+        return _("Shorten the input or remove an attachment.")
+    return str(BAD_REQUEST_HINT)
 
 
 def _redact(text: str) -> str:
@@ -341,7 +348,12 @@ def _http_error(response: httpx.Response, text: str) -> UpstreamHTTPError:
     )
     if kind == "protocol":
         location = response.headers.get("location", "")
-        hint = f"Check PLAYGROUND_API_BASE; the upstream redirects to {location or 'elsewhere'}."
+        if location:
+            hint = _("Check PLAYGROUND_API_BASE; the upstream redirects to %(location)s.") % {
+                "location": location
+            }
+        else:
+            hint = _("Check PLAYGROUND_API_BASE; the upstream redirects elsewhere.")
     message = message or f"{status} {response.reason_phrase}".strip()
     return UpstreamHTTPError(message, kind=kind, status=status, hint=hint, retry_after=retry_after)
 
@@ -351,7 +363,9 @@ def _stream_error(body: Any) -> UpstreamStreamError:
     hint = error_hint(
         "stream", message=message, code=code, has_key=bool(settings.PLAYGROUND_API_KEY)
     )
-    return UpstreamStreamError(message or "the upstream reported an error in the stream", hint=hint)
+    return UpstreamStreamError(
+        message or _("the upstream reported an error in the stream"), hint=hint
+    )
 
 
 def _protocol_error(message: str) -> UpstreamProtocolError:
@@ -367,7 +381,10 @@ def _text(obj: dict, key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise _protocol_error(f"the stream sent a non-text {key!r}: {value!r:.100}")
+        raise _protocol_error(
+            _("the stream sent a non-text %(key)s: %(value)s")
+            % {"key": repr(key), "value": f"{value!r:.100}"}
+        )
     return value
 
 
@@ -375,19 +392,24 @@ def _dicts(value: Any, what: str) -> tuple[dict, ...]:
     if not value:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise _protocol_error(f"the stream sent {what} that is not a list of objects")
+        raise _protocol_error(
+            _("the stream sent %(field)s that is not a list of objects") % {"field": what}
+        )
     return tuple(value)
 
 
 def _choice_event(choice: Any) -> StreamEvent | None:
     if not isinstance(choice, dict):
-        raise _protocol_error("the stream sent a choice that is not an object")
+        raise _protocol_error(_("the stream sent a choice that is not an object"))
     delta = choice.get("delta") or {}
     audio = (delta.get("audio") or {}) if isinstance(delta, dict) else None
     logprobs = choice.get("logprobs") or {}
     index = choice.get("index") or 0
     if not (isinstance(audio, dict) and isinstance(logprobs, dict) and type(index) is int):
-        raise _protocol_error(f"the stream sent a malformed choice: {json.dumps(choice):.200}")
+        raise _protocol_error(
+            _("the stream sent a malformed choice: %(choice)s")
+            % {"choice": f"{json.dumps(choice):.200}"}
+        )
     event = StreamEvent(
         index=index,
         role=_text(delta, "role") or None,
@@ -408,12 +430,14 @@ def _choice_event(choice: Any) -> StreamEvent | None:
 def parse_chunk(data: Any) -> list[StreamEvent]:
     """The events in one decoded `data:` object. Pure: no I/O, no settings."""
     if not isinstance(data, dict):
-        raise _protocol_error(f"the stream sent {type(data).__name__} where a chunk belongs")
+        raise _protocol_error(
+            _("the stream sent %(type)s where a chunk belongs") % {"type": type(data).__name__}
+        )
     if data.get("error"):
         raise _stream_error(data)
     choices = data.get("choices") or []  # [] on usage-only and some first chunks
     if not isinstance(choices, list):
-        raise _protocol_error("the stream sent a chunk whose choices are not a list")
+        raise _protocol_error(_("the stream sent a chunk whose choices are not a list"))
     events = [event for event in map(_choice_event, choices) if event is not None]
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
@@ -481,14 +505,20 @@ async def _check_response(response: httpx.Response) -> None:
     content_type = response.headers.get("content-type", "").partition(";")[0].strip()
     if content_type.lower() != "text/event-stream":
         message, code = _describe(_parse_body(await _read_body(response)))
-        what = content_type or "a body without a content type"
         has_key = bool(settings.PLAYGROUND_API_KEY)
         hint = error_hint("protocol", message=message, code=code, has_key=has_key)
-        raise UpstreamProtocolError(
-            message or f"expected an event stream, got {what}",
-            status=response.status_code,
-            hint=f"{hint} (The reply was {what}, not an event stream.)",
-        )
+        if content_type:
+            fallback = _("expected an event stream, got %(type)s") % {"type": content_type}
+            hint = _("%(hint)s (The reply was %(type)s, not an event stream.)") % {
+                "hint": hint,
+                "type": content_type,
+            }
+        else:
+            fallback = _("expected an event stream, got a body without a content type")
+            hint = _(
+                "%(hint)s (The reply was a body without a content type, not an event stream.)"
+            ) % {"hint": hint}
+        raise UpstreamProtocolError(message or fallback, status=response.status_code, hint=hint)
 
 
 async def _events(response: httpx.Response) -> AsyncIterator[StreamEvent]:
@@ -510,35 +540,40 @@ async def _events(response: httpx.Response) -> AsyncIterator[StreamEvent]:
                 except ValueError:
                     if view.ended:
                         raise UpstreamConnectionError(
-                            "the connection closed in the middle of an event", hint=DROPPED_HINT
+                            _("the connection closed in the middle of an event"),
+                            hint=DROPPED_HINT,
                         ) from None
-                    raise _protocol_error(f"the stream sent malformed JSON: {piece:.200}") from None
+                    raise _protocol_error(
+                        _("the stream sent malformed JSON: %(data)s") % {"data": f"{piece:.200}"}
+                    ) from None
                 for event in parse_chunk(chunk):
                     finished = finished or event.finish_reason is not None
                     yield event
     if not finished:
         raise UpstreamConnectionError(
-            "the connection closed before the reply finished", hint=DROPPED_HINT
+            _("the connection closed before the reply finished"), hint=DROPPED_HINT
         )
 
 
 async def _drain(server_events: AsyncIterator, limit: int = 100) -> None:
     count = 0
-    async for _ in server_events:
+    async for _event in server_events:
         count += 1
         if count > limit:  # an upstream that keeps talking after [DONE] loses its connection
             break
 
 
 def _seconds(value: float | None) -> str:
-    return f"{value:g} s" if value is not None else "too long"  # None: an injected client
+    if value is None:  # an injected client without this timeout
+        return _("too long")
+    return _("%(seconds)s s") % {"seconds": f"{value:g}"}
 
 
 def _where(client: httpx.AsyncClient) -> str:
     url = client.base_url
     if url.userinfo:
         url = url.copy_with(username=None, password=None)
-    return str(url).rstrip("/") or "the upstream"
+    return str(url).rstrip("/") or _("the upstream")
 
 
 def _transport_error(
@@ -548,35 +583,42 @@ def _transport_error(
     timeout = client.timeout
     if isinstance(exc, httpx.ConnectTimeout):
         return UpstreamTimeout(
-            f"could not connect to {where} within {_seconds(timeout.connect)}",
-            hint="Check PLAYGROUND_API_BASE and the network, then try again.",
+            _("could not connect to %(where)s within %(seconds)s")
+            % {"where": where, "seconds": _seconds(timeout.connect)},
+            hint=_("Check PLAYGROUND_API_BASE and the network, then try again."),
         )
     if isinstance(exc, httpx.ReadTimeout):
         return UpstreamTimeout(
-            f"{where} sent no data for {_seconds(timeout.read)}",
-            hint="Try again; raise PLAYGROUND_READ_TIMEOUT if the model needs longer.",
+            _("%(where)s sent no data for %(seconds)s")
+            % {"where": where, "seconds": _seconds(timeout.read)},
+            hint=_("Try again; raise PLAYGROUND_READ_TIMEOUT if the model needs longer."),
         )
     if isinstance(exc, httpx.WriteTimeout):
         return UpstreamTimeout(
-            f"sending the request to {where} took more than {_seconds(timeout.write)}",
-            hint="Shorten the input or remove an attachment, then try again.",
+            _("sending the request to %(where)s took more than %(seconds)s")
+            % {"where": where, "seconds": _seconds(timeout.write)},
+            hint=_("Shorten the input or remove an attachment, then try again."),
         )
     if isinstance(exc, httpx.PoolTimeout):
         return UpstreamTimeout(
-            f"no free connection to {where} within {_seconds(timeout.pool)}",
-            hint="Too many replies are streaming at once; wait and retry.",
+            _("no free connection to %(where)s within %(seconds)s")
+            % {"where": where, "seconds": _seconds(timeout.pool)},
+            hint=_("Too many replies are streaming at once; wait and retry."),
         )
     if isinstance(exc, httpx.ConnectError):
         return UpstreamConnectionError(
-            f"could not connect to {where}: {exc or type(exc).__name__}",
-            hint="Check PLAYGROUND_API_BASE and that the server is running.",
+            _("could not connect to %(where)s: %(error)s")
+            % {"where": where, "error": exc or type(exc).__name__},
+            hint=_("Check PLAYGROUND_API_BASE and that the server is running."),
         )
     if answered:
         return UpstreamConnectionError(
-            f"the connection to {where} dropped mid-stream", hint=DROPPED_HINT
+            _("the connection to %(where)s dropped mid-stream") % {"where": where},
+            hint=DROPPED_HINT,
         )
     return UpstreamConnectionError(
-        f"{where} closed the connection without answering ({exc or type(exc).__name__})",
+        _("%(where)s closed the connection without answering (%(error)s)")
+        % {"where": where, "error": exc or type(exc).__name__},
         hint=DROPPED_HINT,
     )
 
@@ -628,7 +670,9 @@ async def stream_chat(
         except httpx.TransportError as exc:
             raise _transport_error(exc, client, answered) from exc
         except httpx.DecodingError as exc:  # e.g. a broken gzip body
-            raise _protocol_error(f"the stream could not be decoded: {exc}") from exc
+            raise _protocol_error(
+                _("the stream could not be decoded: %(error)s") % {"error": exc}
+            ) from exc
     except UpstreamError as exc:
         logger.warning("upstream request failed: %s", exc)  # str() is scrubbed of the key
         raise
@@ -723,9 +767,11 @@ async def list_models(
             data = response.json()["data"]
             ids = [item["id"] for item in data]
         except (ValueError, KeyError, TypeError) as exc:
-            raise _protocol_error(f"GET models did not answer a list of models: {exc}") from exc
+            raise _protocol_error(
+                _("GET models did not answer a list of models: %(error)s") % {"error": exc}
+            ) from exc
         if not all(isinstance(i, str) and i.strip() for i in ids):
-            raise _protocol_error("GET models answered a model without a usable id")
+            raise _protocol_error(_("GET models answered a model without a usable id"))
         return list(dict.fromkeys(i.strip() for i in ids))
     finally:
         if own:
