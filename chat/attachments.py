@@ -93,6 +93,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
@@ -110,8 +111,11 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.formats import number_format
 from django.utils.http import http_date
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST, require_safe
 
 from . import files
@@ -134,7 +138,9 @@ PROGRESS_INTERVAL = 0.25
 FREE_MARGIN = 64 * MB
 ORIGINAL_NAME = "original"
 WORK_DIR = "work"
-GENERIC_FAILURE = "Something went wrong while processing this file. Try again, or try another file."
+GENERIC_FAILURE = gettext_lazy(
+    "Something went wrong while processing this file. Try again, or try another file."
+)
 
 # Types served as themselves and shown inline; anything else is a download of octet-stream.
 INLINE_TYPES = frozenset(
@@ -174,14 +180,28 @@ _workers: set[threading.Thread] = set()
 _workers_lock = threading.Lock()
 
 
-def human_bytes(size: float) -> str:
-    """2147483648 -> '2 GB', 8388608 -> '8 MB', 1536 -> '1.5 KB'."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            if unit == "bytes":
-                return f"{int(size)} bytes"
-            return f"{size:.1f}".removesuffix(".0") + f" {unit}"
-        size /= 1024
+def _trim(number: float, decimals: int) -> str:
+    text = f"{number:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def human_bytes(size: float, extra: int = 0) -> str:
+    """A size for a person, in the active language's number format: 2147483648 -> '2 GB',
+    8388608 -> '8 MB', 1536 -> '1.5 KB', 1 -> '1 byte'. One decimal under 10 of a unit, none
+    from 10 up; `extra` more decimals (media._two: "256.3 MB" against a limit of "256 MB")."""
+    if size < 1024:
+        count = int(size)
+        return ngettext("%(size)s byte", "%(size)s bytes", count) % {"size": number_format(count)}
+    units = (
+        (1024**3, gettext_lazy("%(size)s GB")),
+        (MB, gettext_lazy("%(size)s MB")),
+        (1024, gettext_lazy("%(size)s KB")),
+    )
+    for scale, unit in units:
+        if size >= scale:
+            value = size / scale
+            number = _trim(value, (0 if value >= 10 else 1) + extra)
+            return str(unit) % {"size": number_format(Decimal(number))}
     raise AssertionError("unreachable")
 
 
@@ -190,7 +210,7 @@ def _error(message: str, http_status: int, **extra) -> JsonResponse:
 
 
 def _not_found() -> JsonResponse:
-    return _error("No such upload.", 404)
+    return _error(_("No such upload."), 404)
 
 
 def _json_login_required(view: Callable) -> Callable:
@@ -199,7 +219,7 @@ def _json_login_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
         if not request.user.is_authenticated:
-            return _error("Log in first.", 403)
+            return _error(_("Log in first."), 403)
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -260,20 +280,35 @@ def _clean_name(name: str) -> str:
 def start(request: HttpRequest) -> JsonResponse:
     """POST /uploads/: announce a file; answers where and in what pieces to send it."""
     limit = settings.PLAYGROUND_MAX_UPLOAD_BYTES
-    allowed = f"Files from 1 byte up to {human_bytes(limit)} can be uploaded."
+    allowed = {"limit": human_bytes(limit)}
     try:
         size = int(request.POST.get("size", ""))
         if size < 0:
             raise ValueError
     except ValueError:
-        return _error(f"Say how big the file is (size, in bytes). {allowed}", 400)
+        return _error(
+            _(
+                "Say how big the file is (size, in bytes). Files from 1 byte up to %(limit)s can "
+                "be uploaded."
+            )
+            % allowed,
+            400,
+        )
     if size == 0:
-        return _error(f"This file is empty. {allowed}", 400)
+        return _error(
+            _("This file is empty. Files from 1 byte up to %(limit)s can be uploaded.") % allowed,
+            400,
+        )
     if size > limit:
         shown = human_bytes(size)
-        if shown == human_bytes(limit):
-            shown = f"more than {shown}"
-        return _error(f"This file is {shown}. {allowed}", 400)
+        if shown == allowed["limit"]:
+            text = _(
+                "This file is more than %(size)s. Files from 1 byte up to %(limit)s can be "
+                "uploaded."
+            )
+        else:
+            text = _("This file is %(size)s. Files from 1 byte up to %(limit)s can be uploaded.")
+        return _error(text % {"size": shown, **allowed}, 400)
     name = _clean_name(request.POST.get("name", ""))
     attachment = Attachment(owner=request.user, key=secrets.token_urlsafe(16), original_name=name)
     attachment.declared_size = size
@@ -281,7 +316,7 @@ def start(request: HttpRequest) -> JsonResponse:
     folder = files.working_dir(attachment)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not has_room_for(folder.parent, size):
-        return _error("The server does not have enough free disk space for this file.", 507)
+        return _error(_("The server does not have enough free disk space for this file."), 507)
     folder.mkdir()
     (folder / ORIGINAL_NAME).touch()
     attachment.save()
@@ -310,7 +345,7 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
         return JsonResponse(status_json(attachment))
     if request.method == "DELETE":
         return _delete(request, key)
-    response = _error("Use GET, PUT or DELETE.", 405)
+    response = _error(_("Use GET, PUT or DELETE."), 405)
     response["Allow"] = "GET, HEAD, PUT, DELETE"
     return response
 
@@ -329,9 +364,9 @@ def _delete(request: HttpRequest, key: str) -> HttpResponse:
     unsent = Attachment.objects.filter(
         pk=attachment.pk, message__isnull=True, conversation__isnull=True
     )
-    deleted, _ = unsent.delete()
+    deleted, _kinds = unsent.delete()
     if not deleted:
-        return _error("This file was sent with a message; it stays with the conversation.", 409)
+        return _error(_("This file was sent with a message; it stays with the conversation."), 409)
     files.remove(attachment)
     return HttpResponse(status=204)
 
@@ -346,31 +381,49 @@ def _receive_chunk(request: HttpRequest, key: str) -> JsonResponse:
         if offset < 0:
             raise ValueError
     except ValueError:
-        return _error("Send the chunk's position in an Upload-Offset header (bytes).", 400)
+        return _error(_("Send the chunk's position in an Upload-Offset header (bytes)."), 400)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or -1)
     except ValueError:
         length = -1
     if length < 0:
-        return _error("Send the chunk with a Content-Length header.", 411)
+        return _error(_("Send the chunk with a Content-Length header."), 411)
     attachment = Attachment.objects.filter(key=key, owner=request.user).first()
     if attachment is None:
         return _not_found()
     chunk_size = settings.PLAYGROUND_UPLOAD_CHUNK_BYTES
     if length > chunk_size:
-        return _error(f"Send at most {chunk_size} bytes at a time.", 413, **_state(attachment))
+        return _error(
+            ngettext(
+                "Send at most %(count)s byte at a time.",
+                "Send at most %(count)s bytes at a time.",
+                chunk_size,
+            )
+            % {"count": chunk_size},
+            413,
+            **_state(attachment),
+        )
     received = attachment.received
     if length and offset < received and offset + length == received:
         return JsonResponse(_state(attachment))  # the last chunk again: it is already here
     if attachment.status != Attachment.Status.UPLOADING:
-        return _error("This upload takes no more bytes.", 409, **_state(attachment))
+        return _error(_("This upload takes no more bytes."), 409, **_state(attachment))
     if offset != received:
-        return _error(f"Expected the bytes from {received} on.", 409, **_state(attachment))
+        return _error(
+            _("Expected the bytes from %(offset)s on.") % {"offset": received},
+            409,
+            **_state(attachment),
+        )
     if length == 0:
-        return _error("The chunk is empty.", 400, **_state(attachment))
+        return _error(_("The chunk is empty."), 400, **_state(attachment))
     if offset + length > attachment.declared_size:
         return _error(
-            f"This goes past the file's declared size of {attachment.declared_size} bytes.",
+            ngettext(
+                "This goes past the file's declared size of %(size)s byte.",
+                "This goes past the file's declared size of %(size)s bytes.",
+                attachment.declared_size,
+            )
+            % {"size": attachment.declared_size},
             400,
             **_state(attachment),
         )
@@ -379,7 +432,7 @@ def _receive_chunk(request: HttpRequest, key: str) -> JsonResponse:
     except FileNotFoundError:
         return _not_found()  # deleted meanwhile
     if written != length:
-        return _error("The chunk arrived cut short; send it again.", 400, **_state(attachment))
+        return _error(_("The chunk arrived cut short; send it again."), 400, **_state(attachment))
     new_received = offset + length
     complete = new_received == attachment.declared_size
     status = Attachment.Status.PROCESSING if complete else Attachment.Status.UPLOADING
@@ -389,7 +442,7 @@ def _receive_chunk(request: HttpRequest, key: str) -> JsonResponse:
     ).update(received=new_received, status=status, progress=0, processing_at=timezone.now())
     if not moved:
         attachment.refresh_from_db(fields=["received", "status"])
-        return _error("Another request moved this upload on.", 409, **_state(attachment))
+        return _error(_("Another request moved this upload on."), 409, **_state(attachment))
     if complete:
         start_processing(attachment.pk)
     return JsonResponse({"received": new_received, "status": status})
@@ -455,7 +508,7 @@ def save_whole(user, name: str, data: bytes, quick: bool = False) -> Attachment:
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not has_room_for(folder.parent, len(data)):
         attachment.status = Attachment.Status.FAILED
-        attachment.error = "The server does not have enough free disk space for this recording."
+        attachment.error = _("The server does not have enough free disk space for this recording.")
         return attachment
     folder.mkdir()
     (folder / ORIGINAL_NAME).write_bytes(data)
@@ -469,8 +522,10 @@ def save_whole(user, name: str, data: bytes, quick: bool = False) -> Attachment:
 
 
 def start_processing(pk: int) -> threading.Thread:
-    """Probe and convert an upload in a worker thread; the request does not wait for it."""
-    thread = threading.Thread(target=_run_processing, args=(pk,), name=f"attachment-{pk}")
+    """Probe and convert an upload in a worker thread; the request does not wait for it. What
+    it refuses is said in the language of the request that finished the upload."""
+    language = translation.get_language()
+    thread = threading.Thread(target=_run_processing, args=(pk, language), name=f"attachment-{pk}")
     thread.daemon = True
     with _workers_lock:
         _workers.add(thread)
@@ -488,7 +543,9 @@ def wait_for_processing(timeout: float | None = None) -> bool:
     return not any(thread.is_alive() for thread in running)
 
 
-def _run_processing(pk: int) -> None:
+def _run_processing(pk: int, language: str | None = None) -> None:
+    if language:
+        translation.activate(language)  # a new thread starts with the default language
     done = threading.Event()
     lease = threading.Thread(target=_keep_lease, args=(pk, done), name=f"attachment-{pk}-lease")
     lease.daemon = True
@@ -569,7 +626,7 @@ def process(pk: int, quick: bool = False) -> None:
         from . import media  # imported here: a heavy import that only processing needs
     except ImportError:
         logger.exception("No media module: attachment %s cannot be processed", pk)
-        _fail(attachment, GENERIC_FAILURE)
+        _fail(attachment, str(GENERIC_FAILURE))
         return
     folder = files.working_dir(attachment)
     workdir = folder / WORK_DIR
@@ -586,11 +643,11 @@ def process(pk: int, quick: bool = False) -> None:
         attachment.derived.name, attachment.poster.name = fields["derived"], fields["poster"]
         files.publish(attachment)
     except media.MediaRefused as refused:
-        _fail(attachment, str(getattr(refused, "message", "") or refused) or GENERIC_FAILURE)
+        _fail(attachment, str(getattr(refused, "message", "") or refused or GENERIC_FAILURE))
         return
     except Exception:
         logger.exception("Processing attachment %s (%s) failed", pk, attachment.key)
-        _fail(attachment, GENERIC_FAILURE)
+        _fail(attachment, str(GENERIC_FAILURE))
         return
     saved = Attachment.objects.filter(pk=pk, status=Attachment.Status.PROCESSING).update(
         status=Attachment.Status.READY, progress=1.0, error="", **fields
@@ -665,7 +722,7 @@ def discard_stale_uploads(older_than: timedelta) -> int:
     )
     count = 0
     for attachment in stale.iterator():
-        deleted, _ = Attachment.objects.filter(pk=attachment.pk, message__isnull=True).delete()
+        deleted, _kinds = Attachment.objects.filter(pk=attachment.pk, message__isnull=True).delete()
         if deleted:
             files.remove(attachment)
             count += 1
