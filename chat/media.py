@@ -40,6 +40,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ import av.container
 import av.filter
 import av.stream
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from PIL import (
     GifImagePlugin,
     Image,
@@ -59,17 +63,27 @@ from PIL import (
     WebPImagePlugin,
 )
 
+from .attachments import human_bytes
+
 MB = 1024 * 1024
 
 # content type -> `input_audio.format`: the only two audio formats the API's schema allows.
 API_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 
-IMAGE_TYPES_TEXT = "JPEG, PNG, GIF or WEBP"
-AUDIO_TYPES_TEXT = "WAV, MP3, M4A, AAC, FLAC, Ogg or WebM"
-VIDEO_TYPES_TEXT = "MP4, MOV, WebM, MKV, AVI, FLV or WMV"
-ACCEPTED_TEXT = (
-    f"images ({IMAGE_TYPES_TEXT}), audio ({AUDIO_TYPES_TEXT}) or video ({VIDEO_TYPES_TEXT})"
-)
+# What a person reads is lazy, so it is said in the language active when a file is refused.
+IMAGE_TYPES_TEXT = gettext_lazy("JPEG, PNG, GIF or WEBP")
+AUDIO_TYPES_TEXT = gettext_lazy("WAV, MP3, M4A, AAC, FLAC, Ogg or WebM")
+VIDEO_TYPES_TEXT = gettext_lazy("MP4, MOV, WebM, MKV, AVI, FLV or WMV")
+
+
+def _accepted() -> str:
+    """What can be attached, in the active language."""
+    return _("images (%(images)s), audio (%(audio)s) or video (%(video)s)") % {
+        "images": IMAGE_TYPES_TEXT,
+        "audio": AUDIO_TYPES_TEXT,
+        "video": VIDEO_TYPES_TEXT,
+    }
+
 
 # Bytes allowed after an image's end marker: a few encoders pad with a newline or zeros.
 TRAILING_TOLERANCE = 16
@@ -163,41 +177,40 @@ DEMUXERS = {
 ESTIMATED_DURATION = {"mp3", "aac"}
 
 LABELS = {
-    "image/jpeg": "a JPEG image",
-    "image/png": "a PNG image",
-    "image/gif": "a GIF image",
-    "image/webp": "a WEBP image",
-    "video/mp4": "an MP4 video",
-    "audio/mp4": "M4A audio",
-    "video/quicktime": "a QuickTime (MOV) video",
-    "video/webm": "a WebM video",
-    "audio/webm": "WebM audio",
-    "video/x-matroska": "a Matroska (MKV) video",
-    "audio/ogg": "Ogg audio",
-    "video/ogg": "an Ogg video",
-    "audio/wav": "WAV audio",
-    "audio/mpeg": "MP3 audio",
-    "audio/flac": "FLAC audio",
-    "audio/aac": "AAC audio",
-    "video/x-msvideo": "an AVI video",
-    "video/x-flv": "a Flash (FLV) video",
-    "video/x-ms-wmv": "a Windows Media video",
+    "image/jpeg": gettext_lazy("a JPEG image"),
+    "image/png": gettext_lazy("a PNG image"),
+    "image/gif": gettext_lazy("a GIF image"),
+    "image/webp": gettext_lazy("a WEBP image"),
+    "video/mp4": gettext_lazy("an MP4 video"),
+    "audio/mp4": gettext_lazy("M4A audio"),
+    "video/quicktime": gettext_lazy("a QuickTime (MOV) video"),
+    "video/webm": gettext_lazy("a WebM video"),
+    "audio/webm": gettext_lazy("WebM audio"),
+    "video/x-matroska": gettext_lazy("a Matroska (MKV) video"),
+    "audio/ogg": gettext_lazy("Ogg audio"),
+    "video/ogg": gettext_lazy("an Ogg video"),
+    "audio/wav": gettext_lazy("WAV audio"),
+    "audio/mpeg": gettext_lazy("MP3 audio"),
+    "audio/flac": gettext_lazy("FLAC audio"),
+    "audio/aac": gettext_lazy("AAC audio"),
+    "video/x-msvideo": gettext_lazy("an AVI video"),
+    "video/x-flv": gettext_lazy("a Flash (FLV) video"),
+    "video/x-ms-wmv": gettext_lazy("a Windows Media video"),
 }
 FAMILY_LABELS = {
-    "mp4": "an MP4 file",
-    "quicktime": "a QuickTime (MOV) file",
-    "webm": "a WebM file",
-    "matroska": "a Matroska (MKV) file",
-    "ogg": "an Ogg file",
-    "wav": "a WAV file",
-    "mp3": "an MP3 file",
-    "flac": "a FLAC file",
-    "aac": "an AAC file",
-    "avi": "an AVI file",
-    "flv": "a Flash (FLV) file",
-    "asf": "a Windows Media file",
+    "mp4": gettext_lazy("an MP4 file"),
+    "quicktime": gettext_lazy("a QuickTime (MOV) file"),
+    "webm": gettext_lazy("a WebM file"),
+    "matroska": gettext_lazy("a Matroska (MKV) file"),
+    "ogg": gettext_lazy("an Ogg file"),
+    "wav": gettext_lazy("a WAV file"),
+    "mp3": gettext_lazy("an MP3 file"),
+    "flac": gettext_lazy("a FLAC file"),
+    "aac": gettext_lazy("an AAC file"),
+    "avi": gettext_lazy("an AVI file"),
+    "flv": gettext_lazy("a Flash (FLV) file"),
+    "asf": gettext_lazy("a Windows Media file"),
 }
-KIND_NOUNS = {"image": "an image", "audio": "an audio file", "video": "a video"}
 
 # What a file name's extension promises. Audio-only files are fine under a video extension (a
 # MediaRecorder voice note is saved as .webm), but not the other way round; unknown -> no check.
@@ -227,25 +240,25 @@ HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 AVIF_BRANDS = {b"avif", b"avis"}
 ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 # Magic numbers of things people attach by mistake, so the refusal can say what the file is.
-OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"BM", "a BMP image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
-    (b"8BPS", "a Photoshop image"),
-    (b"\xff\x0a", "a JPEG XL image"),
-    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive or Office document"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"),
-    (b"\x7fELF", "a program"),
-    (b"MZ", "a Windows program"),
-    (b"#EXTM3U", "a playlist"),
-    (b"\x00\x00\x01\xba", "an MPEG program stream"),
-    (b"\x00\x00\x01\xb3", "an MPEG video stream"),
-    (b"FORM", "an AIFF file"),
-    (b"#!AMR", "an AMR recording"),
+OTHER_MAGIC: tuple[tuple[bytes, Any], ...] = (
+    (b"BM", gettext_lazy("a BMP image")),
+    (b"II*\x00", gettext_lazy("a TIFF image")),
+    (b"MM\x00*", gettext_lazy("a TIFF image")),
+    (b"8BPS", gettext_lazy("a Photoshop image")),
+    (b"\xff\x0a", gettext_lazy("a JPEG XL image")),
+    (b"\x00\x00\x00\x0cJXL ", gettext_lazy("a JPEG XL image")),
+    (b"%PDF", gettext_lazy("a PDF document")),
+    (b"PK\x03\x04", gettext_lazy("a ZIP archive or Office document")),
+    (b"\x1f\x8b", gettext_lazy("a gzip archive")),
+    (b"7z\xbc\xaf\x27\x1c", gettext_lazy("a 7-Zip archive")),
+    (b"Rar!", gettext_lazy("a RAR archive")),
+    (b"\x7fELF", gettext_lazy("a program")),
+    (b"MZ", gettext_lazy("a Windows program")),
+    (b"#EXTM3U", gettext_lazy("a playlist")),
+    (b"\x00\x00\x01\xba", gettext_lazy("an MPEG program stream")),
+    (b"\x00\x00\x01\xb3", gettext_lazy("an MPEG video stream")),
+    (b"FORM", gettext_lazy("an AIFF file")),
+    (b"#!AMR", gettext_lazy("an AMR recording")),
 )
 
 
@@ -444,13 +457,13 @@ def _sniff_head(head: bytes) -> _Sniffed:
             return family("wav")
         if riff == b"AVI ":
             return family("avi")
-        return _Sniffed("other", label="a RIFF file of an unsupported kind")
+        return _Sniffed("other", label=_("a RIFF file of an unsupported kind"))
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in HEIF_BRANDS:
-            return _Sniffed("other", label="a HEIC image")
+            return _Sniffed("other", label=_("a HEIC image"))
         if brand in AVIF_BRANDS:
-            return _Sniffed("other", label="an AVIF image")
+            return _Sniffed("other", label=_("an AVIF image"))
         return family("quicktime" if brand == b"qt  " else "mp4")
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
         return family("quicktime")  # QuickTime files from before `ftyp` existed
@@ -472,12 +485,12 @@ def _sniff_head(head: bytes) -> _Sniffed:
         if head.startswith(magic):
             return _Sniffed("other", label=label)
     if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
-        return _Sniffed("other", label="an MPEG transport stream")
+        return _Sniffed("other", label=_("an MPEG transport stream"))
     text = head.lstrip().lower()
     if text.startswith((b"<svg", b"<?xml")) and b"<svg" in text:
-        return _Sniffed("other", label="an SVG image")
+        return _Sniffed("other", label=_("an SVG image"))
     if text.startswith((b"<!doctype", b"<html")):
-        return _Sniffed("other", label="an HTML page")
+        return _Sniffed("other", label=_("an HTML page"))
     return _Sniffed("unknown")
 
 
@@ -496,8 +509,12 @@ def _check_name(name: str, kind: str, label: str) -> None:
     else:
         return
     if kind not in allowed:
-        shown = _shown_name(name)
-        raise MediaRefused(f"“{shown}” is not {KIND_NOUNS[expected]}: its bytes are {label}.")
+        refusals = {
+            "image": _("“%(name)s” is not an image: its bytes are %(what)s."),
+            "audio": _("“%(name)s” is not an audio file: its bytes are %(what)s."),
+            "video": _("“%(name)s” is not a video: its bytes are %(what)s."),
+        }
+        raise MediaRefused(refusals[expected] % {"name": _shown_name(name), "what": label})
 
 
 def _shown_name(name: str) -> str:
@@ -520,10 +537,13 @@ def _inspect(
 ) -> _Inspected:
     size = path.stat().st_size
     if size == 0:
-        raise MediaRefused(f"The file is empty. Attach {ACCEPTED_TEXT}.")
+        raise MediaRefused(_("The file is empty. Attach %(accepted)s.") % {"accepted": _accepted()})
     if size > limits.max_upload_bytes:
-        shown, limit = _two(_human_bytes, size, limits.max_upload_bytes)
-        raise MediaRefused(f"This file is {shown}; uploads can be at most {limit}.")
+        shown, limit = _two(human_bytes, size, limits.max_upload_bytes)
+        raise MediaRefused(
+            _("This file is %(size)s; uploads can be at most %(limit)s.")
+            % {"size": shown, "limit": limit}
+        )
     sniffed = _sniff(path)
     if sniffed.family == "image":
         return _inspect_image(path, name, sniffed, size, limits, want_poster)
@@ -531,10 +551,12 @@ def _inspect(
         return _inspect_av(path, name, sniffed, size, limits, want_poster, quick)
     if sniffed.family == "other":
         raise MediaRefused(
-            f"This file is {sniffed.label}, which cannot be attached. Attach {ACCEPTED_TEXT}."
+            _("This file is %(what)s, which cannot be attached. Attach %(accepted)s.")
+            % {"what": sniffed.label, "accepted": _accepted()}
         )
     raise MediaRefused(
-        f"This file is not an image, audio or video file that can be read. Attach {ACCEPTED_TEXT}."
+        _("This file is not an image, audio or video file that can be read. Attach %(accepted)s.")
+        % {"accepted": _accepted()}
     )
 
 
@@ -556,8 +578,11 @@ def _inspect_image(
     content_type = "image/" + fmt.lower()
     _check_name(name, "image", sniffed.label)
     if size > limits.max_image_bytes:
-        shown, limit = _two(_human_bytes, size, limits.max_image_bytes)
-        raise MediaRefused(f"This image is {shown}; images can be at most {limit}.")
+        shown, limit = _two(human_bytes, size, limits.max_image_bytes)
+        raise MediaRefused(
+            _("This image is %(size)s; images can be at most %(limit)s.")
+            % {"size": shown, "limit": limit}
+        )
     data = path.read_bytes()  # bounded by max_image_bytes
     end = _check_image_structure(data, fmt)
 
@@ -574,18 +599,27 @@ def _inspect_image(
         pixel_limit = min(pixel_limit, Image.MAX_IMAGE_PIXELS)
     if width * height > pixel_limit:
         raise MediaRefused(
-            f"This image is {width} × {height} pixels; at most "
-            f"{_megapixels(pixel_limit)} megapixels are accepted."
+            _(
+                "This image is %(width)s × %(height)s pixels; at most %(megapixels)s megapixels "
+                "are accepted."
+            )
+            % {"width": width, "height": height, "megapixels": _megapixels(pixel_limit)}
         )
     if min(width, height) < MIN_IMAGE_SIDE:
         raise MediaRefused(
-            f"This image is {width} × {height} pixels; images must be more than "
-            f"{MIN_IMAGE_SIDE - 1} pixels wide and tall."
+            _(
+                "This image is %(width)s × %(height)s pixels; images must be more than "
+                "%(side)s pixels wide and tall."
+            )
+            % {"width": width, "height": height, "side": MIN_IMAGE_SIDE - 1}
         )
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise MediaRefused(
-            f"This image is {width} × {height} pixels; its longer side can be at most "
-            f"{MAX_ASPECT} times its shorter side."
+            _(
+                "This image is %(width)s × %(height)s pixels; its longer side can be at most "
+                "%(ratio)s times its shorter side."
+            )
+            % {"width": width, "height": height, "ratio": MAX_ASPECT}
         )
 
     picture = _decode_image(data[:end], fmt, width, height)
@@ -622,7 +656,8 @@ def _decode_image(data: bytes, fmt: str, width: int, height: int) -> Image.Image
             picture.load()  # the first frame of an animation is enough
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise MediaRefused(
-                f"This image is {width} × {height} pixels, more than can be decoded safely."
+                _("This image is %(width)s × %(height)s pixels, more than can be decoded safely.")
+                % {"width": width, "height": height}
             ) from error
         except Exception as error:  # OSError "truncated", SyntaxError, struct.error, ...
             raise MediaRefused(_damaged_image_text(fmt)) from error
@@ -630,15 +665,16 @@ def _decode_image(data: bytes, fmt: str, width: int, height: int) -> Image.Image
 
 
 def _damaged_image_text(fmt: str) -> str:
-    return (
-        f"The file is damaged or cut short: it starts like a {fmt} image but could not be "
-        f"decoded. Images can be {IMAGE_TYPES_TEXT}."
-    )
+    return _(
+        "The file is damaged or cut short: it starts like a %(format)s image but could not be "
+        "decoded. Images can be %(formats)s."
+    ) % {"format": fmt, "formats": IMAGE_TYPES_TEXT}
 
 
 def _megapixels(pixels: int) -> str:
     value = pixels / 1_000_000
-    return f"{value:.0f}" if value >= 10 or value.is_integer() else f"{value:.1f}"
+    text = f"{value:.0f}" if value >= 10 or value.is_integer() else f"{value:.1f}"
+    return number_format(Decimal(text))
 
 
 def _check_image_structure(data: bytes, fmt: str) -> int:
@@ -653,9 +689,12 @@ def _check_image_structure(data: bytes, fmt: str) -> int:
     for marker in MARKUP:
         if marker in ends:
             raise MediaRefused(
-                f"This file contains something besides an image (web page code: "
-                f"“{marker.decode()}”), so it cannot be attached. Save the picture again as a "
-                f"plain {IMAGE_TYPES_TEXT} file."
+                _(
+                    "This file contains something besides an image (web page code: "
+                    "“%(code)s”), so it cannot be attached. Save the picture again as a plain "
+                    "%(formats)s file."
+                )
+                % {"code": marker.decode(), "formats": IMAGE_TYPES_TEXT}
             )
     end = _walk_image(data, fmt)
     if end is None or end > len(data):
@@ -670,10 +709,18 @@ def _check_image_structure(data: bytes, fmt: str) -> int:
         if data[end + 4 : end + 8] == b"ftyp":
             end = len(data)  # a motion photo's video runs to the end of the file
     if len(data) - end > TRAILING_TOLERANCE:
+        extra = len(data) - end
         raise MediaRefused(
-            f"This file contains something besides an image: {len(data) - end} more bytes "
-            f"follow the end of the {fmt} picture, so it cannot be attached. Save the picture "
-            f"again as a plain {IMAGE_TYPES_TEXT} file."
+            ngettext(
+                "This file contains something besides an image: %(count)s more byte follows "
+                "the end of the %(format)s picture, so it cannot be attached. Save the picture "
+                "again as a plain %(formats)s file.",
+                "This file contains something besides an image: %(count)s more bytes follow "
+                "the end of the %(format)s picture, so it cannot be attached. Save the picture "
+                "again as a plain %(formats)s file.",
+                extra,
+            )
+            % {"count": extra, "format": fmt, "formats": IMAGE_TYPES_TEXT}
         )
     return image_end if end > image_end + TRAILING_TOLERANCE else len(data)
 
@@ -823,25 +870,34 @@ def _inspect_av(
         container = _open_av(path, sniffed.family)
     except av.FFmpegError as error:
         raise MediaRefused(
-            f"The file is damaged or cut short: it starts like {sniffed.label} but its "
-            f"structure could not be read."
+            _(
+                "The file is damaged or cut short: it starts like %(what)s but its structure "
+                "could not be read."
+            )
+            % {"what": sniffed.label}
         ) from error
     with container:
         streams = _pick_streams(container)
         if not streams:
             raise MediaRefused(
-                f"This file ({sniffed.label}) has neither sound nor pictures in it. "
-                f"Attach {ACCEPTED_TEXT}."
+                _("This file (%(what)s) has neither sound nor pictures in it. Attach %(accepted)s.")
+                % {"what": sniffed.label, "accepted": _accepted()}
             )
         kind = "video" if "video" in streams else "audio"
         content_type = CONTENT_TYPES.get((sniffed.family, kind))
         if content_type is None:
-            noun = "Video" if kind == "video" else "Audio"
+            if kind == "video":
+                text = _(
+                    "This file is %(what)s with only video in it, which cannot be attached. "
+                    "Video can be %(formats)s."
+                )
+            else:
+                text = _(
+                    "This file is %(what)s with only audio in it, which cannot be attached. "
+                    "Audio can be %(formats)s."
+                )
             accepted = VIDEO_TYPES_TEXT if kind == "video" else AUDIO_TYPES_TEXT
-            raise MediaRefused(
-                f"This file is {sniffed.label} with only {kind} in it, which cannot be "
-                f"attached. {noun} can be {accepted}."
-            )
+            raise MediaRefused(text % {"what": sniffed.label, "formats": accepted})
         _check_name(name, kind, LABELS[content_type])
         codecs = {kind_: _codec_name(stream) for kind_, stream in streams.items()}
         width = height = None
@@ -850,8 +906,15 @@ def _inspect_av(
             height = streams["video"].codec_context.height or None
             if width and height and width * height > limits.max_image_pixels:
                 raise MediaRefused(
-                    f"This video is {width} × {height} pixels; at most "
-                    f"{_megapixels(limits.max_image_pixels)} megapixels per frame are accepted."
+                    _(
+                        "This video is %(width)s × %(height)s pixels; at most %(megapixels)s "
+                        "megapixels per frame are accepted."
+                    )
+                    % {
+                        "width": width,
+                        "height": height,
+                        "megapixels": _megapixels(limits.max_image_pixels),
+                    }
                 )
         declared = _declared_duration(container, streams, sniffed.family)
         if declared:
@@ -870,7 +933,7 @@ def _inspect_av(
     _check_complete(scan, declared, measured)
     duration = declared or measured
     if not duration or duration <= 0:
-        raise MediaRefused("The file is damaged or cut short: its length could not be measured.")
+        raise MediaRefused(_("The file is damaged or cut short: its length could not be measured."))
     _check_duration(kind, duration, limits)
     if scan.rotation in (90, 270) and width and height:
         width, height = height, width  # report what a person sees
@@ -893,11 +956,17 @@ def _check_duration(kind: str, duration: float, limits: Limits) -> None:
     max_seconds = limits.max_video_seconds if kind == "video" else limits.max_audio_seconds
     if duration > max_seconds:
         shown, limit = _two(_human_seconds, duration, max_seconds)
-        noun = "video" if kind == "video" else "recording"
-        raise MediaRefused(
-            f"This {noun} is {shown} long; {noun}s can be at most {limit}. Shorten it and try "
-            f"again."
-        )
+        if kind == "video":
+            text = _(
+                "This video is %(duration)s long; videos can be at most %(limit)s. Shorten it "
+                "and try again."
+            )
+        else:
+            text = _(
+                "This recording is %(duration)s long; recordings can be at most %(limit)s. "
+                "Shorten it and try again."
+            )
+        raise MediaRefused(text % {"duration": shown, "limit": limit})
 
 
 def _declared_duration(
@@ -971,21 +1040,32 @@ def _frame_rotation(frame: Any) -> int:
 
 def _check_complete(scan: _Scan, declared: float | None, measured: float | None) -> None:
     if scan.pending:
-        what = " and ".join(
-            "no picture" if kind == "video" else "no sound" for kind in sorted(scan.pending)
-        )
-        raise MediaRefused(f"The file is damaged or cut short: {what} could be decoded from it.")
+        if scan.pending >= {"audio", "video"}:
+            text = _(
+                "The file is damaged or cut short: no sound and no picture could be decoded "
+                "from it."
+            )
+        elif "video" in scan.pending:
+            text = _("The file is damaged or cut short: no picture could be decoded from it.")
+        else:
+            text = _("The file is damaged or cut short: no sound could be decoded from it.")
+        raise MediaRefused(text)
     if declared:
         tolerance = max(0.25, 0.03 * declared)
         read = measured or 0.0
         if read < declared - tolerance:
             shown, whole = _two(_human_seconds, read, declared)
             raise MediaRefused(
-                f"The file is damaged or cut short: it should last {whole}, but only {shown} "
-                f"of it could be read."
+                _(
+                    "The file is damaged or cut short: it should last %(duration)s, but only "
+                    "%(read)s of it could be read."
+                )
+                % {"duration": whole, "read": shown}
             )
     elif scan.error:
-        raise MediaRefused(f"The file is damaged: reading it failed ({scan.error}).")
+        raise MediaRefused(
+            _("The file is damaged: reading it failed (%(error)s).") % {"error": scan.error}
+        )
 
 
 def _poster_from_frame(frame: Any, rotation: int) -> Image.Image:
@@ -1104,13 +1184,15 @@ def _prepare_audio(
         _encode_mp3(path, family, derived, found.duration or 0.0, report.span(0.0, 1.0))
     except av.FFmpegError as error:
         raise MediaRefused(
-            f"The file is damaged: it could not be converted to MP3 ({error})."
+            _("The file is damaged: it could not be converted to MP3 (%(error)s).")
+            % {"error": error}
         ) from error
     converted = derived.stat().st_size
     if converted > limits.max_audio_bytes:
-        shown, limit = _two(_human_bytes, converted, limits.max_audio_bytes)
+        shown, limit = _two(human_bytes, converted, limits.max_audio_bytes)
         raise MediaRefused(
-            f"Even converted to MP3 this recording is {shown}; audio can be at most {limit}."
+            _("Even converted to MP3 this recording is %(size)s; audio can be at most %(limit)s.")
+            % {"size": shown, "limit": limit}
         )
     return derived
 
@@ -1275,16 +1357,20 @@ def _prepare_video(
             _encode_mp4(path, family, target, found, attempt, report.span(done, high))
         except av.FFmpegError as error:
             raise MediaRefused(
-                f"The file is damaged: it could not be converted to MP4 ({error})."
+                _("The file is damaged: it could not be converted to MP4 (%(error)s).")
+                % {"error": error}
             ) from error
         done = high
         if target.stat().st_size <= limits.max_video_bytes:
             return target
         outputs.discard(target)
-    shown, limit = _two(_human_bytes, found.size, limits.max_video_bytes)
+    shown, limit = _two(human_bytes, found.size, limits.max_video_bytes)
     raise MediaRefused(
-        f"This video is {shown}, and even re-encoded at {rungs[-1]}p it does not fit: "
-        f"videos can be at most {limit}. Shorten it and try again."
+        _(
+            "This video is %(size)s, and even re-encoded at %(height)sp it does not fit: videos "
+            "can be at most %(limit)s. Shorten it and try again."
+        )
+        % {"size": shown, "height": rungs[-1], "limit": limit}
     )
 
 
@@ -1465,18 +1551,9 @@ def _two(formatter: Callable[[float, int], str], value: float, limit: float) -> 
 
 
 def _trim(number: float, decimals: int) -> str:
+    """The number in the active language's format, trailing zeros dropped."""
     text = f"{number:.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _human_bytes(size: float, extra: int = 0) -> str:
-    if size < 1024:
-        return f"{int(size)} bytes" if size != 1 else "1 byte"
-    for unit, scale in (("GB", 1024**3), ("MB", MB), ("KB", 1024)):
-        if size >= scale:
-            value = size / scale
-            return f"{_trim(value, (0 if value >= 10 else 1) + extra)} {unit}"
-    raise AssertionError("unreachable")
+    return number_format(Decimal(text.rstrip("0").rstrip(".") if "." in text else text))
 
 
 def _human_seconds(seconds: float, extra: int = 0) -> str:
@@ -1485,9 +1562,12 @@ def _human_seconds(seconds: float, extra: int = 0) -> str:
         decimals = 2 + extra  # "0.03 s", not "0 s"
     total = round(seconds, decimals)
     if total < 60:
-        return f"{_trim(total, decimals)} s"
+        return _("%(seconds)s s") % {"seconds": _trim(total, decimals)}
     minutes = int(total // 60)
     rest = round(total - 60 * minutes, decimals)
     if rest == 0:
-        return f"{minutes} min"
-    return f"{minutes} min {_trim(rest, decimals)} s"
+        return _("%(minutes)s min") % {"minutes": number_format(minutes)}
+    return _("%(minutes)s min %(seconds)s s") % {
+        "minutes": number_format(minutes),
+        "seconds": _trim(rest, decimals),
+    }
