@@ -131,6 +131,8 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -583,28 +585,30 @@ def _shown(name: str) -> str:
 def _check_path(name: str) -> str | None:
     """What is wrong with a path inside the archive, or None when it is a plain relative one."""
     if not name:
-        return "has no name"
+        return _("The archive holds “%(name)s”, which has no name.")
     if len(name) > MAX_NAME_LENGTH:
-        return "has a name that is too long"
+        return _("The archive holds “%(name)s”, which has a name that is too long.")
     if any(not c.isprintable() for c in name):
-        return "has a control character in its name"
+        return _("The archive holds “%(name)s”, which has a control character in its name.")
     if "\\" in name:
-        return "has a backslash in its name"
+        return _("The archive holds “%(name)s”, which has a backslash in its name.")
     if name.startswith("/"):
-        return "is an absolute path"
+        return _("The archive holds “%(name)s”, which is an absolute path.")
     if re.match(r"[A-Za-z]:", name):
-        return "starts with a drive letter"
+        return _("The archive holds “%(name)s”, which starts with a drive letter.")
     parts = name.removesuffix("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
-        return "has an empty, “.” or “..” part in its path"
+        return _("The archive holds “%(name)s”, which has an empty, “.” or “..” part in its path.")
     return None
 
 
 def _unsafe(name: str, problem: str) -> ArchiveRefused:
-    return ArchiveRefused(
-        f"The archive holds “{_shown(name)}”, which {problem}. Archives may only hold plain "
-        "relative paths (no “..”, leading “/”, backslash or drive letter); nothing was imported."
+    """`problem`: what _check_path says, a sentence naming the entry as %(name)s."""
+    rule = _(
+        "Archives may only hold plain relative paths (no “..”, leading “/”, backslash or drive "
+        "letter); nothing was imported."
     )
+    return ArchiveRefused(f"{problem % {'name': _shown(name)}} {rule}")
 
 
 def read_directory(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -612,7 +616,8 @@ def read_directory(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     infos = archive.infolist()
     if len(infos) > MAX_MEMBERS:
         raise ArchiveRefused(
-            f"The archive holds {len(infos)} entries; at most {MAX_MEMBERS} are read."
+            _("The archive holds %(count)s entries; at most %(limit)s are read.")
+            % {"count": len(infos), "limit": MAX_MEMBERS}
         )
     members: dict[str, zipfile.ZipInfo] = {}
     seen: set[str] = set()
@@ -625,41 +630,58 @@ def read_directory(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
                 raise _unsafe(name, problem)
         name = info.filename
         if name in seen:
-            raise ArchiveRefused(f"The archive holds “{_shown(name)}” twice.")
+            raise ArchiveRefused(_("The archive holds “%(name)s” twice.") % {"name": _shown(name)})
         seen.add(name)
         mode = stat.S_IFMT(info.external_attr >> 16)
         if mode == stat.S_IFLNK:
             raise ArchiveRefused(
-                f"The archive holds “{_shown(name)}” as a symbolic link; links are refused."
+                _("The archive holds “%(name)s” as a symbolic link; links are refused.")
+                % {"name": _shown(name)}
             )
         if mode not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveRefused(
-                f"The archive holds “{_shown(name)}” as a special file; only files are read."
+                _("The archive holds “%(name)s” as a special file; only files are read.")
+                % {"name": _shown(name)}
             )
         if info.flag_bits & 0x1:
-            raise ArchiveRefused(f"“{_shown(name)}” is encrypted; encrypted archives are refused.")
+            raise ArchiveRefused(
+                _("“%(name)s” is encrypted; encrypted archives are refused.")
+                % {"name": _shown(name)}
+            )
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise ArchiveRefused(
-                f"“{_shown(name)}” uses a compression method this playground does not read; "
-                "only stored and deflated files are."
+                _(
+                    "“%(name)s” uses a compression method this playground does not read; only "
+                    "stored and deflated files are."
+                )
+                % {"name": _shown(name)}
             )
         if info.is_dir():
             if info.file_size:
-                raise ArchiveRefused(f"The folder entry “{_shown(name)}” holds data.")
+                raise ArchiveRefused(
+                    _("The folder entry “%(name)s” holds data.") % {"name": _shown(name)}
+                )
             continue
         if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * info.compress_size:
             raise ArchiveRefused(
-                f"“{_shown(name)}” would unpack to {human_bytes(info.file_size)} from "
-                f"{human_bytes(info.compress_size)}; more than {MAX_RATIO} times smaller is "
-                "refused as a zip bomb."
+                _(
+                    "“%(name)s” would unpack to %(size)s from %(compressed)s; more than "
+                    "%(ratio)s times smaller is refused as a zip bomb."
+                )
+                % {
+                    "name": _shown(name),
+                    "size": human_bytes(info.file_size),
+                    "compressed": human_bytes(info.compress_size),
+                    "ratio": MAX_RATIO,
+                }
             )
         total += info.file_size
         members[name] = info
     limit = max_unpacked_bytes()
     if total > limit:
         raise ArchiveRefused(
-            f"This archive unpacks to {human_bytes(total)}; at most {human_bytes(limit)} "
-            "can be imported.",
+            _("This archive unpacks to %(size)s; at most %(limit)s can be imported.")
+            % {"size": human_bytes(total), "limit": human_bytes(limit)},
             413,
         )
     return members
@@ -676,7 +698,8 @@ class Budget:
         if self.left < 0:
             limit = human_bytes(max_unpacked_bytes())
             raise ArchiveRefused(
-                f"This archive unpacks to more than {limit}; at most {limit} can be imported.",
+                _("This archive unpacks to more than %(limit)s; at most %(limit)s can be imported.")
+                % {"limit": limit},
                 413,
             )
 
@@ -694,17 +717,21 @@ def _unpack(
                 written += len(block)
                 if written > info.file_size:
                     raise ArchiveRefused(
-                        f"“{_shown(info.filename)}” unpacks to more bytes than its header says."
+                        _("“%(name)s” unpacks to more bytes than its header says.")
+                        % {"name": _shown(info.filename)}
                     )
                 budget.spend(len(block))
                 digest.update(block)
                 out.write(block)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
         raise ArchiveRefused(
-            f"“{_shown(info.filename)}” is damaged in the archive ({error}); nothing was imported."
+            _("“%(name)s” is damaged in the archive (%(error)s); nothing was imported.")
+            % {"name": _shown(info.filename), "error": error}
         ) from error
     if written != info.file_size:
-        raise ArchiveRefused(f"“{_shown(info.filename)}” is shorter than its header says.")
+        raise ArchiveRefused(
+            _("“%(name)s” is shorter than its header says.") % {"name": _shown(info.filename)}
+        )
     return written, digest.hexdigest()
 
 
@@ -715,13 +742,20 @@ def read_document(
     info = members.get(JSON_NAME)
     if info is None:
         raise ArchiveRefused(
-            f"The archive has no {JSON_NAME}: it is not a conversation exported from "
-            "Omni Playground."
+            _(
+                "The archive has no %(file)s: it is not a conversation exported from Omni "
+                "Playground."
+            )
+            % {"file": JSON_NAME}
         )
     if info.file_size > MAX_JSON_BYTES:
         raise ArchiveRefused(
-            f"{JSON_NAME} is {human_bytes(info.file_size)}; at most "
-            f"{human_bytes(MAX_JSON_BYTES)} is read.",
+            _("%(file)s is %(size)s; at most %(limit)s is read.")
+            % {
+                "file": JSON_NAME,
+                "size": human_bytes(info.file_size),
+                "limit": human_bytes(MAX_JSON_BYTES),
+            },
             413,
         )
     memory = io.BytesIO()
@@ -733,24 +767,37 @@ def read_document(
     try:
         document = json.loads(memory.getvalue().decode("utf-8"), parse_constant=no_constants)
     except UnicodeDecodeError:
-        raise ArchiveRefused(f"{JSON_NAME} is not UTF-8 text.") from None
+        raise ArchiveRefused(_("%(file)s is not UTF-8 text.") % {"file": JSON_NAME}) from None
     except (ValueError, RecursionError) as error:
-        raise ArchiveRefused(f"{JSON_NAME} is not valid JSON ({error}).") from None
+        raise ArchiveRefused(
+            _("%(file)s is not valid JSON (%(error)s).") % {"file": JSON_NAME, "error": error}
+        ) from None
     if not isinstance(document, dict):
-        raise ArchiveRefused(f"{JSON_NAME} must hold a JSON object.")
+        raise ArchiveRefused(_("%(file)s must hold a JSON object.") % {"file": JSON_NAME})
     if document.get("format") != FORMAT:
         raise ArchiveRefused(
-            f"{JSON_NAME} is not an Omni Playground conversation (its format is "
-            f"{json.dumps(document.get('format'))[:80]}; this playground reads “{FORMAT}”)."
+            _(
+                "%(file)s is not an Omni Playground conversation (its format is %(found)s; this "
+                "playground reads “%(format)s”)."
+            )
+            % {
+                "file": JSON_NAME,
+                "found": json.dumps(document.get("format"))[:80],
+                "format": FORMAT,
+            }
         )
     version = document.get("version")
     if version != VERSION or isinstance(version, bool):
         shown = version if isinstance(version, int) else json.dumps(version)[:40]
         raise ArchiveRefused(
-            f"This archive is version {shown}; this playground reads version {VERSION}."
+            _("This archive is version %(found)s; this playground reads version %(version)s.")
+            % {"found": shown, "version": VERSION}
         )
     _check_tree(document)
     return document
+
+
+NUL_REFUSAL = gettext_lazy("%(file)s holds a NUL character.")
 
 
 def _check_tree(document: Any) -> None:
@@ -759,14 +806,17 @@ def _check_tree(document: Any) -> None:
     while stack:
         value, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise ArchiveRefused(f"{JSON_NAME} nests deeper than {MAX_JSON_DEPTH} levels.")
+            raise ArchiveRefused(
+                _("%(file)s nests deeper than %(depth)s levels.")
+                % {"file": JSON_NAME, "depth": MAX_JSON_DEPTH}
+            )
         if isinstance(value, str):
             if "\x00" in value:
-                raise ArchiveRefused(f"{JSON_NAME} holds a NUL character.")
+                raise ArchiveRefused(NUL_REFUSAL % {"file": JSON_NAME})
         elif isinstance(value, dict):
             for key, item in value.items():
                 if "\x00" in key:
-                    raise ArchiveRefused(f"{JSON_NAME} holds a NUL character.")
+                    raise ArchiveRefused(NUL_REFUSAL % {"file": JSON_NAME})
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
@@ -775,8 +825,9 @@ def _check_tree(document: Any) -> None:
 # Import: conversation.json's fields ------------------------------------------------------------
 
 
-def _invalid(where: str, problem: str) -> ArchiveRefused:
-    return ArchiveRefused(f"{JSON_NAME} is not valid: {where} {problem}.")
+def _invalid(where: str, sentence: str, **values: Any) -> ArchiveRefused:
+    """`sentence`, translated, names the file as %(file)s and the field as %(field)s."""
+    return ArchiveRefused(sentence % {"file": JSON_NAME, "field": where, **values})
 
 
 _MISSING = object()
@@ -786,7 +837,7 @@ def _get(record: dict, key: str, where: str, check: Callable[[Any, str], Any], d
     here = f"{where}.{key}" if where else key
     if key not in record:
         if default is _MISSING:
-            raise _invalid(here, "is missing")
+            raise _invalid(here, _("%(file)s is not valid: %(field)s is missing."))
         return default
     return check(record[key], here)
 
@@ -794,9 +845,17 @@ def _get(record: dict, key: str, where: str, check: Callable[[Any, str], Any], d
 def _text(max_length: int | None = None) -> Callable[[Any, str], str]:
     def check(value: Any, where: str) -> str:
         if not isinstance(value, str):
-            raise _invalid(where, "must be text")
+            raise _invalid(where, _("%(file)s is not valid: %(field)s must be text."))
         if max_length is not None and len(value) > max_length:
-            raise _invalid(where, f"is longer than {max_length} characters")
+            raise _invalid(
+                where,
+                ngettext(
+                    "%(file)s is not valid: %(field)s is longer than %(count)s character.",
+                    "%(file)s is not valid: %(field)s is longer than %(count)s characters.",
+                    max_length,
+                ),
+                count=max_length,
+            )
         return value
 
     return check
@@ -807,7 +866,11 @@ def _choice(options: Iterable[str]) -> Callable[[Any, str], str]:
 
     def check(value: Any, where: str) -> str:
         if value not in options:
-            raise _invalid(where, f"must be one of {', '.join(options)}")
+            raise _invalid(
+                where,
+                _("%(file)s is not valid: %(field)s must be one of %(options)s."),
+                options=", ".join(options),
+            )
         return value
 
     return check
@@ -815,7 +878,10 @@ def _choice(options: Iterable[str]) -> Callable[[Any, str], str]:
 
 def _ref(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _invalid(where, "must be a message id (a whole number from 1)")
+        raise _invalid(
+            where,
+            _("%(file)s is not valid: %(field)s must be a message id (a whole number from 1)."),
+        )
     return value
 
 
@@ -825,14 +891,18 @@ def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
 
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise _invalid(where, "must be true or false")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be true or false."))
     return value
 
 
 def _whole(minimum: int) -> Callable[[Any, str], int]:
     def check(value: Any, where: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise _invalid(where, f"must be a whole number from {minimum}")
+            raise _invalid(
+                where,
+                _("%(file)s is not valid: %(field)s must be a whole number from %(minimum)s."),
+                minimum=minimum,
+            )
         return value
 
     return check
@@ -840,46 +910,50 @@ def _whole(minimum: int) -> Callable[[Any, str], int]:
 
 def _number(value: Any, where: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise _invalid(where, "must be a number from 0")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a number from 0."))
     return value
 
 
 def _time(value: Any, where: str) -> datetime:
     if not isinstance(value, str):
-        raise _invalid(where, "must be a time (ISO 8601 text)")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a time (ISO 8601 text)."))
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _invalid(where, "must be a time (ISO 8601 text)") from None
+        raise _invalid(
+            where, _("%(file)s is not valid: %(field)s must be a time (ISO 8601 text).")
+        ) from None
     if moment.tzinfo is None:
-        raise _invalid(where, "must say its UTC offset")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must say its UTC offset."))
     return moment
 
 
 def _object(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
-        raise _invalid(where, "must be a JSON object")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a JSON object."))
     return value
 
 
 def _sha256(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise _invalid(where, "must be 64 lowercase hex digits")
+        raise _invalid(
+            where, _("%(file)s is not valid: %(field)s must be 64 lowercase hex digits.")
+        )
     return value
 
 
 def _codecs(value: Any, where: str) -> dict:
     if not isinstance(value, dict) or len(value) > 20:
-        raise _invalid(where, "must be a JSON object of names")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a JSON object of names."))
     if not all(isinstance(v, str) and len(v) <= 100 for v in value.values()):
-        raise _invalid(where, "must map names to text")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must map names to text."))
     return value
 
 
 def _number_field(record: dict, key: str, where: str) -> None:
     value = record.get(key)
     if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-        raise _invalid(f"{where}.{key}", "must be a number")
+        raise _invalid(f"{where}.{key}", _("%(file)s is not valid: %(field)s must be a number."))
 
 
 def _usage(value: Any, where: str) -> dict:
@@ -895,7 +969,7 @@ def _usage(value: Any, where: str) -> dict:
 
 def _tool_calls(value: Any, where: str) -> list:
     if not isinstance(value, list):
-        raise _invalid(where, "must be a list")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a list."))
     for number, call in enumerate(value):
         here = f"{where}[{number}]"
         _object(call, here)
@@ -913,16 +987,24 @@ def _logprobs(value: Any, where: str) -> list:
         logprob = item.get("logprob", -9999)
         # The page shows exp(logprob) as a percentage: a large one would overflow.
         if not isinstance(logprob, int | float) or isinstance(logprob, bool) or logprob > 1e-6:
-            raise _invalid(f"{here}.logprob", "must be a log-probability (a number of at most 0)")
+            raise _invalid(
+                f"{here}.logprob",
+                _(
+                    "%(file)s is not valid: %(field)s must be a log-probability (a number of at "
+                    "most 0)."
+                ),
+            )
 
     if not isinstance(value, list):
-        raise _invalid(where, "must be a list")
+        raise _invalid(where, _("%(file)s is not valid: %(field)s must be a list."))
     for number, item in enumerate(value):
         here = f"{where}[{number}]"
         entry(item, here)
         alternatives = item.get("top_logprobs") or []
         if not isinstance(alternatives, list):
-            raise _invalid(f"{here}.top_logprobs", "must be a list")
+            raise _invalid(
+                f"{here}.top_logprobs", _("%(file)s is not valid: %(field)s must be a list.")
+            )
         for other, alternative in enumerate(alternatives):
             entry(alternative, f"{here}.top_logprobs[{other}]")
     return value
@@ -934,7 +1016,9 @@ def _settings(value: Any, where: str) -> dict:
     try:
         data = initial_from_settings(value)
     except (AttributeError, KeyError, TypeError, ValueError):
-        raise _invalid(where, "are not settings this playground can use") from None
+        raise _invalid(
+            where, _("%(file)s is not valid: %(field)s are not settings this playground can use.")
+        ) from None
     form = SettingsForm(data)
     model = value.get("model")
     if isinstance(model, str) and model and model not in dict(form.fields["model"].choices):
@@ -942,11 +1026,23 @@ def _settings(value: Any, where: str) -> dict:
         form.fields["model"].choices = [*form.fields["model"].choices, (model, model)]
     if not form.is_valid():
         name, errors = next(iter(form.errors.items()))
-        raise _invalid(where, f"are not valid: {name}: {' '.join(errors)}".rstrip("."))
+        raise _invalid(
+            where,
+            _("%(file)s is not valid: %(field)s are not valid: %(setting)s: %(errors)s."),
+            setting=name,
+            errors=" ".join(errors).rstrip("."),
+        )
     clean = form.to_settings()
     if clean != value:
         odd = sorted(k for k in {*clean, *value} if clean.get(k, _MISSING) != value.get(k))
-        raise _invalid(where, f"hold values the settings panel would not store: {', '.join(odd)}")
+        raise _invalid(
+            where,
+            _(
+                "%(file)s is not valid: %(field)s hold values the settings panel would not "
+                "store: %(names)s."
+            ),
+            names=", ".join(odd),
+        )
     return value
 
 
@@ -998,9 +1094,12 @@ class Plan:
 def _list(document: dict, key: str, limit: int) -> list:
     value = document.get(key, [])
     if not isinstance(value, list):
-        raise _invalid(key, "must be a list")
+        raise _invalid(key, _("%(file)s is not valid: %(field)s must be a list."))
     if len(value) > limit:
-        raise ArchiveRefused(f"{JSON_NAME} lists {len(value)} {key}; at most {limit} are read.")
+        raise ArchiveRefused(
+            _("%(file)s lists %(count)s %(field)s; at most %(limit)s are read.")
+            % {"file": JSON_NAME, "count": len(value), "field": key, "limit": limit}
+        )
     return value
 
 
@@ -1051,10 +1150,25 @@ def _plan_attachment(item: Any, where: str, members: dict[str, zipfile.ZipInfo])
                 f"{here} names “{_shown(name)}”, which is not in the archive; nothing was imported."
             )
     if bool(files["derived"]) != bool(fields["derived_content_type"]):
-        raise _invalid(where, "must give derived_content_type exactly when it has a derived file")
+        raise _invalid(
+            where,
+            _(
+                "%(file)s is not valid: %(field)s must give derived_content_type exactly when it "
+                "has a derived file."
+            ),
+        )
     if files["poster"] and _suffix(files["poster"]) not in POSTER_TYPES:
-        raise _invalid(f"{files_at}.poster", f"must end in {', '.join(POSTER_TYPES)}")
+        raise _invalid(
+            f"{files_at}.poster",
+            _("%(file)s is not valid: %(field)s must end in %(suffixes)s."),
+            suffixes=", ".join(POSTER_TYPES),
+        )
     return AttachmentPlan(_get(item, "message", where, _ref), fields, files, where)
+
+
+NOT_IN_ARCHIVE = gettext_lazy(
+    "%(file)s is not valid: %(field)s refers to message %(id)s, which is not in the archive."
+)
 
 
 def plan(document: dict, members: dict[str, zipfile.ZipInfo]) -> Plan:
@@ -1076,26 +1190,28 @@ def plan(document: dict, members: dict[str, zipfile.ZipInfo]) -> Plan:
     refs = set()
     for n, message in enumerate(messages):
         if message.ref in refs:
-            raise _invalid(f"messages[{n}].id", f"repeats id {message.ref}")
+            raise _invalid(
+                f"messages[{n}].id",
+                _("%(file)s is not valid: %(field)s repeats id %(id)s."),
+                id=message.ref,
+            )
         refs.add(message.ref)
     for n, message in enumerate(messages):
         if message.parent is not None and message.parent not in refs:
-            raise _invalid(
-                f"messages[{n}].parent",
-                f"refers to message {message.parent}, which is not in the archive",
-            )
+            raise _invalid(f"messages[{n}].parent", NOT_IN_ARCHIVE, id=message.parent)
     ordered = parents_first(messages, lambda m: m.ref, lambda m: m.parent)
     if len(ordered) != len(messages):
         placed = {m.ref for m in ordered}
         stuck = min(m.ref for m in messages if m.ref not in placed)
         raise ArchiveRefused(
-            f"{JSON_NAME} is not valid: the messages' parents form a cycle (message {stuck} "
-            "descends from itself)."
+            _(
+                "%(file)s is not valid: the messages' parents form a cycle (message %(id)s "
+                "descends from itself)."
+            )
+            % {"file": JSON_NAME, "id": stuck}
         )
     if current is not None and current not in refs:
-        raise _invalid(
-            "conversation.current", f"refers to message {current}, which is not in the archive"
-        )
+        raise _invalid("conversation.current", NOT_IN_ARCHIVE, id=current)
 
     attachments = [
         _plan_attachment(item, f"attachments[{n}]", members)
@@ -1104,13 +1220,14 @@ def plan(document: dict, members: dict[str, zipfile.ZipInfo]) -> Plan:
     used: set[str] = set()
     for attachment in attachments:
         if attachment.message not in refs:
-            raise _invalid(
-                f"{attachment.where}.message",
-                f"refers to message {attachment.message}, which is not in the archive",
-            )
+            raise _invalid(f"{attachment.where}.message", NOT_IN_ARCHIVE, id=attachment.message)
         for name in filter(None, attachment.files.values()):
             if name in used:
-                raise _invalid(attachment.where, f"uses “{_shown(name)}”, which another file uses")
+                raise _invalid(
+                    attachment.where,
+                    _("%(file)s is not valid: %(field)s uses “%(name)s”, which another file uses."),
+                    name=_shown(name),
+                )
             used.add(name)
     return Plan(conversation, current, ordered, attachments)
 
@@ -1122,7 +1239,10 @@ def _probe(path: Path, name: str, member: str) -> media.Probe:
     try:
         return media.probe(path, name)
     except media.MediaRefused as refused:
-        raise ArchiveRefused(f"“{_shown(member)}” cannot be imported: {refused.message}") from None
+        raise ArchiveRefused(
+            _("“%(name)s” cannot be imported: %(reason)s")
+            % {"name": _shown(member), "reason": refused.message}
+        ) from None
 
 
 def _claims(member: str, found: dict[str, Any], claimed: dict[str, Any]) -> None:
@@ -1134,8 +1254,17 @@ def _claims(member: str, found: dict[str, Any], claimed: dict[str, Any]) -> None
             same = seen == value
         if not same:
             raise ArchiveRefused(
-                f"“{_shown(member)}” is not what {JSON_NAME} says it is: its {label} is "
-                f"{seen if seen is not None else 'none'}, not {value}."
+                _(
+                    "“%(name)s” is not what %(file)s says it is: its %(field)s is %(found)s, not "
+                    "%(claimed)s."
+                )
+                % {
+                    "name": _shown(member),
+                    "file": JSON_NAME,
+                    "field": label,
+                    "found": seen if seen is not None else _("none"),
+                    "claimed": value,
+                }
             )
 
 
@@ -1174,8 +1303,11 @@ def _store_files(
     path, size, digest = unpack("original", ORIGINAL_NAME)
     if size != attachment.size or digest != attachment.sha256:
         raise ArchiveRefused(
-            f"“{_shown(member)}” does not match its checksum in {JSON_NAME} "
-            "(sha256 or size differ): the archive was changed or damaged."
+            _(
+                "“%(name)s” does not match its checksum in %(file)s (sha256 or size differ): the "
+                "archive was changed or damaged."
+            )
+            % {"name": _shown(member), "file": JSON_NAME}
         )
     found = _probe(path, attachment.original_name, member)
     _claims(
@@ -1199,7 +1331,7 @@ def _store_files(
 
     if item.files["derived"]:
         member = item.files["derived"]
-        path, _, _ = unpack("derived", "derived" + _suffix(member))
+        path, _size, _digest = unpack("derived", "derived" + _suffix(member))
         found = _probe(path, "", member)
         _claims(
             member,
@@ -1210,7 +1342,7 @@ def _store_files(
     if item.files["poster"]:
         member = item.files["poster"]
         suffix = _suffix(member)
-        path, _, _ = unpack("poster", "poster" + suffix)
+        path, _size, _digest = unpack("poster", "poster" + suffix)
         found = _probe(path, "", member)
         _claims(
             member,
@@ -1255,7 +1387,7 @@ def import_archive(owner, source: IO[bytes]) -> Conversation:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
         raise ArchiveRefused(
-            "This file is not a zip archive. Import a .zip exported from Omni Playground."
+            _("This file is not a zip archive. Import a .zip exported from Omni Playground.")
         ) from None
     made: list[Attachment] = []
     try:
@@ -1288,7 +1420,7 @@ def _check_disk_space(checked: Plan, members: dict[str, zipfile.ZipInfo]) -> Non
     root.mkdir(parents=True, exist_ok=True)
     if not has_room_for(root, needed):
         raise ArchiveRefused(
-            "The server does not have enough free disk space for this archive.", 507
+            _("The server does not have enough free disk space for this archive."), 507
         )
 
 
@@ -1305,13 +1437,17 @@ def too_big(size: int | None) -> ArchiveRefused:
     allowed = human_bytes(limit)
     shown = human_bytes(size) if size is not None else allowed
     if shown == allowed:
-        shown = f"more than {shown}"
-    return ArchiveRefused(
-        f"This archive is {shown}; archives of up to {allowed} can be imported. "
-        "Export the conversation without its largest files, or raise "
-        "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES.",
-        413,
-    )
+        text = _(
+            "This archive is more than %(size)s; archives of up to %(limit)s can be imported. "
+            "Export the conversation without its largest files, or raise "
+            "PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES."
+        )
+    else:
+        text = _(
+            "This archive is %(size)s; archives of up to %(limit)s can be imported. Export the "
+            "conversation without its largest files, or raise PLAYGROUND_MAX_IMPORT_UPLOAD_BYTES."
+        )
+    return ArchiveRefused(text % {"size": shown, "limit": allowed}, 413)
 
 
 @require_POST
@@ -1328,7 +1464,9 @@ def import_conversation(request: HttpRequest) -> HttpResponse:
         return _refused(request, too_big(length))
     upload = request.FILES.get("archive")
     if upload is None:
-        return _refused(request, ArchiveRefused("Choose a conversation archive (.zip) to import."))
+        return _refused(
+            request, ArchiveRefused(_("Choose a conversation archive (.zip) to import."))
+        )
     if upload.size > limit:
         return _refused(request, too_big(upload.size))
     try:
