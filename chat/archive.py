@@ -132,7 +132,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -1262,7 +1262,7 @@ def _claims(member: str, found: dict[str, Any], claimed: dict[str, Any]) -> None
                     "name": _shown(member),
                     "file": JSON_NAME,
                     "field": label,
-                    "found": seen if seen is not None else _("none"),
+                    "found": seen if seen is not None else pgettext("an absent value", "none"),
                     "claimed": value,
                 }
             )
