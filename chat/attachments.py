@@ -180,29 +180,27 @@ _workers: set[threading.Thread] = set()
 _workers_lock = threading.Lock()
 
 
-def _trim(number: float, decimals: int) -> str:
+def number_text(number: float, decimals: int) -> str:
+    """`number` rounded to `decimals`, trailing zeros dropped, in the active language's number
+    format (a decimal comma in Arabic): 2.50 -> '2.5', 3.0 -> '3'."""
     text = f"{number:.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return number_format(Decimal(text.rstrip("0").rstrip(".") if "." in text else text))
 
 
 def human_bytes(size: float, extra: int = 0) -> str:
-    """A size for a person, in the active language's number format: 2147483648 -> '2 GB',
-    8388608 -> '8 MB', 1536 -> '1.5 KB', 1 -> '1 byte'. One decimal under 10 of a unit, none
-    from 10 up; `extra` more decimals (media._two: "256.3 MB" against a limit of "256 MB")."""
+    """A size for a person, in the active language: 2147483648 -> '2 GB', 8388608 -> '8 MB',
+    1536 -> '1.5 KB', 1 -> '1 byte'. One decimal under 10 of a unit, none from 10 up; `extra`
+    more decimals (media._two: "256.3 MB" against a limit of "256 MB")."""
     if size < 1024:
         count = int(size)
         return ngettext("%(size)s byte", "%(size)s bytes", count) % {"size": number_format(count)}
-    units = (
-        (1024**3, gettext_lazy("%(size)s GB")),
-        (MB, gettext_lazy("%(size)s MB")),
-        (1024, gettext_lazy("%(size)s KB")),
-    )
-    for scale, unit in units:
-        if size >= scale:
-            value = size / scale
-            number = _trim(value, (0 if value >= 10 else 1) + extra)
-            return str(unit) % {"size": number_format(Decimal(number))}
-    raise AssertionError("unreachable")
+    if size >= 1024**3:
+        value, unit = size / 1024**3, _("%(size)s GB")
+    elif size >= MB:
+        value, unit = size / MB, _("%(size)s MB")
+    else:
+        value, unit = size / 1024, _("%(size)s KB")
+    return unit % {"size": number_text(value, (0 if value >= 10 else 1) + extra)}
 
 
 def _error(message: str, http_status: int, **extra) -> JsonResponse:

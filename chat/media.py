@@ -40,7 +40,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from .attachments import human_bytes
+from .attachments import human_bytes, number_text
 
 MB = 1024 * 1024
 
@@ -673,8 +672,7 @@ def _damaged_image_text(fmt: str) -> str:
 
 def _megapixels(pixels: int) -> str:
     value = pixels / 1_000_000
-    text = f"{value:.0f}" if value >= 10 or value.is_integer() else f"{value:.1f}"
-    return number_format(Decimal(text))
+    return number_text(value, 0 if value >= 10 or value.is_integer() else 1)
 
 
 def _check_image_structure(data: bytes, fmt: str) -> int:
@@ -1550,24 +1548,18 @@ def _two(formatter: Callable[[float, int], str], value: float, limit: float) -> 
     return shown, limit_text
 
 
-def _trim(number: float, decimals: int) -> str:
-    """The number in the active language's format, trailing zeros dropped."""
-    text = f"{number:.{decimals}f}"
-    return number_format(Decimal(text.rstrip("0").rstrip(".") if "." in text else text))
-
-
 def _human_seconds(seconds: float, extra: int = 0) -> str:
     decimals = (0 if seconds >= 10 else 1) + extra
     if seconds > 0 and round(seconds, decimals) == 0:
         decimals = 2 + extra  # "0.03 s", not "0 s"
     total = round(seconds, decimals)
     if total < 60:
-        return _("%(seconds)s s") % {"seconds": _trim(total, decimals)}
+        return _("%(seconds)s s") % {"seconds": number_text(total, decimals)}
     minutes = int(total // 60)
     rest = round(total - 60 * minutes, decimals)
     if rest == 0:
         return _("%(minutes)s min") % {"minutes": number_format(minutes)}
     return _("%(minutes)s min %(seconds)s s") % {
         "minutes": number_format(minutes),
-        "seconds": _trim(rest, decimals),
+        "seconds": number_text(rest, decimals),
     }
