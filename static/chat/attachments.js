@@ -4,6 +4,7 @@
 // State lives here, not in the DOM: htmx replaces #composer after every send, so each pending
 // attachment owns its chip element and `render()` moves the chips into whatever tray is current.
 // A chip carries the hidden <input name=attachments> of a ready upload, so the form submits it.
+/* global gettext, ngettext, interpolate */
 (function () {
   "use strict";
 
@@ -13,10 +14,11 @@
   var MAX_RECORD_SECONDS = 20 * 60;
   var KIND_ORDER = ["video", "audio", "image"];
   var PROMPTS = {
-    video: ["Describe this video", "Summarise what is said"],
-    audio: ["Transcribe", "Who is speaking and about what?"],
-    image: ["Describe this image"],
+    video: [gettext("Describe this video"), gettext("Summarise what is said")],
+    audio: [gettext("Transcribe"), gettext("Who is speaking and about what?")],
+    image: [gettext("Describe this image")],
   };
+  var LOST = gettext("The connection to the server was lost.");
   var BUSY = { queued: true, uploading: true, processing: true };
 
   var items = []; // pending attachments, in the order they were added
@@ -45,23 +47,39 @@
   function sleep(ms) {
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
+  // Numbers as the page's language writes them, without grouping (sizes, times, counts).
+  var LANG = document.documentElement.lang || "en";
+  function number(n, options) {
+    var settings = { useGrouping: false };
+    Object.keys(options || {}).forEach(function (key) { settings[key] = options[key]; });
+    try {
+      return new Intl.NumberFormat(LANG, settings).format(n);
+    } catch (error) {
+      return String(n);
+    }
+  }
   function pad(n) {
-    return (n < 10 ? "0" : "") + n;
+    return number(n, { minimumIntegerDigits: 2 });
+  }
+  function percentOf(n) {
+    return number(n / 100, { style: "percent" });
   }
   function formatBytes(n) {
     if (typeof n !== "number" || !isFinite(n) || n < 0) return "";
-    if (n < 1024) return n + (n === 1 ? " byte" : " bytes");
-    var units = ["KB", "MB", "GB", "TB"];
+    if (n < 1024) return interpolate(ngettext("%(size)s byte", "%(size)s bytes", n), { size: number(n) }, true);
+    var units = [gettext("%(size)s KB"), gettext("%(size)s MB"), gettext("%(size)s GB"), gettext("%(size)s TB")];
     var i = -1;
     do { n /= 1024; i++; } while (n >= 1024 && i < units.length - 1);
-    return n.toFixed(1) + " " + units[i]; // as Django's filesizeformat, which captions sent files
+    // One decimal, as Django's filesizeformat, which captions sent files.
+    var size = number(Math.round(n * 10) / 10, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+    return interpolate(units[i], { size: size }, true);
   }
   function formatDuration(seconds) {
     if (typeof seconds !== "number" || !isFinite(seconds) || seconds < 0) return "";
     var s = Math.round(seconds);
     var h = Math.floor(s / 3600);
     var m = Math.floor((s % 3600) / 60);
-    return (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+    return (h ? number(h) + ":" + pad(m) : number(m)) + ":" + pad(s % 60);
   }
   function guessKind(type) {
     var major = String(type || "").split("/")[0];
@@ -124,7 +142,7 @@
         if (item.removed || (err && err.name === "AbortError")) throw new Cancelled();
       }
       if (n >= RETRIES) {
-        return result || { status: 0, data: { error: "The connection to the server was lost." } };
+        return result || { status: 0, data: { error: LOST } };
       }
       item.retrying = true;
       update(item);
@@ -134,10 +152,10 @@
 
   function refusal(result, fallback) {
     if (result.data && result.data.error) return String(result.data.error);
-    if (result.status === 413) return "The file is too large.";
-    if (result.status === 403) return "The server refused the upload (are you still logged in?).";
-    if (result.status === 0) return "The connection to the server was lost.";
-    return fallback + " (HTTP " + result.status + ").";
+    if (result.status === 413) return gettext("The file is too large.");
+    if (result.status === 403) return gettext("The server refused the upload (are you still logged in?).");
+    if (result.status === 0) return LOST;
+    return interpolate(fallback, { status: result.status }, true);
   }
 
   // ---- The upload of one item ----------------------------------------------------------------
@@ -165,10 +183,10 @@
         await sendChunks(item);
         if (await poll(item)) return;
       }
-      fail(item, "The upload could not be completed.");
+      fail(item, gettext("The upload could not be completed."));
     } catch (err) {
       if (err instanceof Cancelled || item.removed) return;
-      fail(item, (err && err.message) || "The upload failed.");
+      fail(item, (err && err.message) || gettext("The upload failed."));
     }
   }
 
@@ -178,7 +196,9 @@
     form.append("size", String(item.size));
     form.append("type", item.type);
     var result = await attempt(item, "POST", uploadsUrl(), { body: form });
-    if (result.status !== 201 && result.status !== 200) throw new Error(refusal(result, "The upload was refused"));
+    if (result.status !== 201 && result.status !== 200) {
+      throw new Error(refusal(result, gettext("The upload was refused (HTTP %(status)s).")));
+    }
     item.key = result.data.key;
     item.url = result.data.upload_url || uploadsUrl() + item.key + "/";
     item.chunkSize = Math.max(1, Number(result.data.chunk_size) || 8 * 1024 * 1024);
@@ -203,12 +223,12 @@
         stalls = 0;
       } else if (result.status === 409 && isFinite(received)) {
         // The server has a different idea of how far we got: carry on from there.
-        if (received === offset && ++stalls > 3) throw new Error("The upload stalled.");
+        if (received === offset && ++stalls > 3) throw new Error(gettext("The upload stalled."));
         item.received = received;
         // "processing" here: the last chunk did arrive, only its answer was lost.
         if (result.data.status) item.serverStatus = result.data.status;
       } else {
-        throw new Error(refusal(result, "The upload was refused"));
+        throw new Error(refusal(result, gettext("The upload was refused (HTTP %(status)s).")));
       }
       update(item);
     }
@@ -218,7 +238,9 @@
   async function poll(item) {
     for (;;) {
       var result = await attempt(item, "GET", item.url);
-      if (result.status !== 200) throw new Error(refusal(result, "The upload's status is unknown"));
+      if (result.status !== 200) {
+        throw new Error(refusal(result, gettext("The upload's status is unknown (HTTP %(status)s).")));
+      }
       var info = result.data;
       item.info = info;
       if (info.kind) item.kind = info.kind;
@@ -227,15 +249,17 @@
       if (info.status === "ready") {
         item.status = "ready";
         update(item);
-        announce(item.name + " is ready to send.");
+        announce(interpolate(gettext("%(name)s is ready to send."), { name: item.name }, true));
         return true;
       }
       if (info.status === "failed") {
-        fail(item, info.error || "The file could not be used.");
+        fail(item, info.error || gettext("The file could not be used."));
         return true;
       }
       if (info.status === "uploading") return false;
-      if (item.status !== "processing") announce("Converting " + item.name + "…");
+      if (item.status !== "processing") {
+        announce(interpolate(gettext("Converting %(name)s…"), { name: item.name }, true));
+      }
       item.status = "processing";
       item.progress = Math.max(0, Math.min(1, Number(info.progress) || 0));
       update(item);
@@ -248,7 +272,7 @@
     item.status = "failed";
     item.error = message;
     update(item);
-    announce(item.name + ": " + message);
+    announce(interpolate(gettext("%(name)s: %(error)s"), { name: item.name, error: message }, true));
   }
 
   function remove(item) {
@@ -264,7 +288,7 @@
       }).catch(function () { /* the server forgets unsent uploads by itself */ });
     }
     forget(item);
-    announce(item.name + " removed.");
+    announce(interpolate(gettext("%(name)s removed."), { name: item.name }, true));
     var next = items[index] || items[index - 1];
     var target = next ? next.el.querySelector(".chip-remove") : find(composer(), "textarea");
     render();
@@ -304,7 +328,15 @@
       items.push(item);
       update(item);
     });
-    announce(files.length === 1 ? "Attaching " + files[0].name + "." : "Attaching " + files.length + " files.");
+    announce(
+      files.length === 1
+        ? interpolate(gettext("Attaching %(name)s."), { name: files[0].name }, true)
+        : interpolate(
+          ngettext("Attaching %(count)s file.", "Attaching %(count)s files.", files.length),
+          { count: number(files.length) },
+          true
+        )
+    );
     render();
     pump();
   }
@@ -323,7 +355,7 @@
     var meta = el("div", "chip-meta");
     var bar = el("progress", "chip-progress");
     bar.max = 100;
-    bar.setAttribute("aria-label", "Progress of " + item.name);
+    bar.setAttribute("aria-label", interpolate(gettext("Progress of %(name)s"), { name: item.name }, true));
     var status = el("div", "chip-status");
     var error = el("div", "error chip-error");
     error.setAttribute("data-testid", "error");
@@ -335,8 +367,8 @@
     var removeButton = el("button", "chip-remove");
     removeButton.type = "button";
     removeButton.setAttribute("data-action", "remove-attachment");
-    removeButton.setAttribute("aria-label", "Remove " + item.name);
-    removeButton.title = "Remove";
+    removeButton.setAttribute("aria-label", interpolate(gettext("Remove %(name)s"), { name: item.name }, true));
+    removeButton.title = gettext("Remove");
     removeButton.textContent = "×";
     var input = el("input");
     input.type = "hidden";
@@ -356,23 +388,27 @@
 
     var facts = [formatBytes(info.size || item.size)];
     if (info.duration) facts.push(formatDuration(info.duration));
-    if (info.width && info.height) facts.push(info.width + "×" + info.height);
+    if (info.width && info.height) facts.push(number(info.width) + "×" + number(info.height));
     p.meta.textContent = facts.filter(Boolean).join(" · ");
 
     var text = "";
     var percent = null;
     if (item.status === "queued") {
-      text = "Waiting…";
+      text = gettext("Waiting…");
       percent = 0;
     } else if (item.status === "uploading") {
       percent = item.size ? Math.floor((100 * item.received) / item.size) : 0;
-      text = (item.retrying ? "Connection lost, retrying… " : "Uploading… ") + percent + "%";
+      text = interpolate(
+        item.retrying ? gettext("Connection lost, retrying… %(percent)s") : gettext("Uploading… %(percent)s"),
+        { percent: percentOf(percent) },
+        true
+      );
     } else if (item.status === "processing") {
       if (item.progress > 0) {
         percent = Math.floor(100 * item.progress);
-        text = "Converting… " + percent + "%";
+        text = interpolate(gettext("Converting… %(percent)s"), { percent: percentOf(percent) }, true);
       } else {
-        text = "Processing…";
+        text = gettext("Processing…");
       }
     }
     p.status.textContent = text;
@@ -421,7 +457,7 @@
     }
     var open = el("button", "chip-open");
     open.type = "button";
-    open.setAttribute("aria-label", "Preview " + item.name);
+    open.setAttribute("aria-label", interpolate(gettext("Preview %(name)s"), { name: item.name }, true));
     open.setAttribute("data-action", "preview-attachment");
     var img = el("img");
     img.alt = "";
@@ -450,7 +486,7 @@
       audio.controls = true;
       audio.preload = "metadata";
       audio.src = sentUrl(item);
-      audio.setAttribute("aria-label", "Play " + item.name);
+      audio.setAttribute("aria-label", interpolate(gettext("Play %(name)s"), { name: item.name }, true));
       p.player.appendChild(audio);
     }
     p.player.hidden = !show;
@@ -526,7 +562,7 @@
     }
     if (button) {
       button.setAttribute("aria-pressed", active ? "true" : "false");
-      button.setAttribute("aria-label", active ? "Stop recording and attach" : "Record audio");
+      button.setAttribute("aria-label", active ? gettext("Stop recording and attach") : gettext("Record audio"));
       button.classList.toggle("recording", active);
       button.disabled = !!(recording && recording.starting);
     }
@@ -548,11 +584,31 @@
       hint.setAttribute("role", "alert");
       text = notice;
     } else if (recording && recording.recorder) {
-      text = "Stop the recording to attach it; Send waits until then.";
+      text = gettext("Stop the recording to attach it; Send waits until then.");
     } else if (busy) {
-      text = "Send is available when " + (busy === 1 ? "the attachment is" : "all " + busy + " attachments are") + " ready.";
+      text = busy === 1
+        ? gettext("Send is available when the attachment is ready.")
+        : interpolate(
+          ngettext(
+            "Send is available when %(count)s attachment is ready.",
+            "Send is available when all %(count)s attachments are ready.",
+            busy
+          ),
+          { count: number(busy) },
+          true
+        );
     } else if (failed) {
-      text = failed === 1 ? "One file could not be attached and will not be sent." : failed + " files could not be attached and will not be sent.";
+      text = failed === 1
+        ? gettext("One file could not be attached and will not be sent.")
+        : interpolate(
+          ngettext(
+            "%(count)s file could not be attached and will not be sent.",
+            "%(count)s files could not be attached and will not be sent.",
+            failed
+          ),
+          { count: number(failed) },
+          true
+        );
     }
     hint.textContent = text;
     hint.hidden = !text;
@@ -591,24 +647,28 @@
   function microphoneProblem(err) {
     var name = (err && err.name) || "";
     if (name === "NotAllowedError" || name === "PermissionDeniedError" || name === "SecurityError") {
-      return "Microphone access was denied. Allow the microphone for this site in the browser's settings, then try again.";
+      return gettext("Microphone access was denied. Allow the microphone for this site in the browser's settings, then try again.");
     }
     if (name === "NotFoundError" || name === "DevicesNotFoundError" || name === "OverconstrainedError") {
-      return "No microphone was found. Connect one and try again.";
+      return gettext("No microphone was found. Connect one and try again.");
     }
     if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") {
-      return "The microphone could not be started; another app may be using it.";
+      return gettext("The microphone could not be started; another app may be using it.");
     }
-    return "Recording failed: " + ((err && err.message) || name || "unknown error") + ".";
+    return interpolate(
+      gettext("Recording failed: %(error)s."),
+      { error: (err && err.message) || name || gettext("unknown error") },
+      true
+    );
   }
 
   async function startRecording() {
     if (recording) return;
     notice = "";
     if (!window.isSecureContext) {
-      notice = "Recording needs a secure page: open the playground over HTTPS (or on localhost).";
+      notice = gettext("Recording needs a secure page: open the playground over HTTPS (or on localhost).");
     } else if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || typeof MediaRecorder === "undefined") {
-      notice = "This browser cannot record audio. Attach an audio file instead.";
+      notice = gettext("This browser cannot record audio. Attach an audio file instead.");
     }
     if (notice) { render(); return; }
     recording = { starting: true };
@@ -653,7 +713,7 @@
     recorder.start(1000);
     recording = rec;
     render();
-    announce("Recording started.");
+    announce(gettext("Recording started."));
     var stop = find(composer(), "[data-action=stop-recording]");
     if (stop) stop.focus();
   }
@@ -683,7 +743,7 @@
       var blob = new Blob(rec.chunks, { type: type });
       addFiles([new File([blob], recordingName(type), { type: type.split(";")[0] })]);
     } else {
-      announce(rec.discard ? "Recording discarded." : "Nothing was recorded.");
+      announce(rec.discard ? gettext("Recording discarded.") : gettext("Nothing was recorded."));
     }
     render();
     var textarea = find(composer(), "textarea[name=text]");
@@ -697,11 +757,11 @@
     if (dialog) return dialog;
     dialog = el("dialog", "lightbox");
     dialog.id = "attachment-lightbox";
-    dialog.setAttribute("aria-label", "Attachment");
+    dialog.setAttribute("aria-label", gettext("Attachment"));
     var close = el("button", "lightbox-close", "×");
     close.type = "button";
     close.setAttribute("data-action", "close-lightbox");
-    close.setAttribute("aria-label", "Close");
+    close.setAttribute("aria-label", gettext("Close"));
     var stage = el("div", "lightbox-stage");
     var caption = el("div", "lightbox-caption small");
     dialog.append(close, stage, caption);
@@ -734,12 +794,12 @@
     stage.appendChild(media);
     caption.appendChild(el("span", "lightbox-name", what.name || ""));
     if (what.download) {
-      var link = el("a", "", "Download");
+      var link = el("a", "", gettext("Download"));
       link.href = what.download;
       link.setAttribute("download", what.name || "");
       caption.appendChild(link);
     }
-    dialog.setAttribute("aria-label", what.name || "Attachment");
+    dialog.setAttribute("aria-label", what.name || gettext("Attachment"));
     if (dialog.showModal) dialog.showModal();
     else dialog.setAttribute("open", "");
     dialog.querySelector(".lightbox-close").focus();
@@ -906,8 +966,8 @@
       node.id = "attachment-drop";
       node.setAttribute("data-testid", "drop-overlay");
       var box = el("div", "drop-box");
-      box.appendChild(el("strong", "", "Drop files to attach"));
-      box.appendChild(el("span", "small", "Images, audio and video"));
+      box.appendChild(el("strong", "", gettext("Drop files to attach")));
+      box.appendChild(el("span", "small", gettext("Images, audio and video")));
       node.appendChild(box);
       document.body.appendChild(node);
     }

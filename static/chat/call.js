@@ -6,6 +6,7 @@
 //
 // What it measures goes in window.playgroundCall.log (bench/call.py reads it): entries with a
 // `type` and `at`, ms since the epoch.
+/* global gettext, interpolate */
 (function () {
   "use strict";
 
@@ -14,16 +15,17 @@
   var DEFAULT_PAUSE_MS = 700;
   var MAX_UTTERANCE_SECONDS = 120;
   var STATES = {
-    starting: "Starting the call…",
-    listening: "Listening…",
-    hearing: "Hearing you…",
-    sending: "Sending…",
-    thinking: "Thinking…",
-    speaking: "Speaking — talk to interrupt",
-    ended: "The call ended.",
+    starting: gettext("Starting the call…"),
+    listening: gettext("Listening…"),
+    hearing: gettext("Hearing you…"),
+    sending: gettext("Sending…"),
+    thinking: gettext("Thinking…"),
+    speaking: gettext("Speaking — talk to interrupt"),
+    ended: gettext("The call ended."),
   };
-  var THINKING_OFF =
-    "Thinking is off for the call's replies: the model speaks only with thinking off. Typed messages keep your settings.";
+  var THINKING_OFF = gettext(
+    "Thinking is off for the call's replies: the model speaks only with thinking off. Typed messages keep your settings."
+  );
 
   var log = [];
   window.playgroundCall = { log: log };
@@ -63,7 +65,7 @@
     var el = panel();
     el.dataset.callState = state;
     var label = part("label");
-    label.textContent = call.muted && state === "listening" ? "Muted" : STATES[state];
+    label.textContent = call.muted && state === "listening" ? gettext("Muted") : STATES[state];
   }
 
   function showError(text) {
@@ -103,15 +105,19 @@
   function microphoneProblem(error) {
     var name = error && error.name;
     if (name === "NotAllowedError" || name === "SecurityError") {
-      return "The browser was not allowed to use the microphone. Allow it for this site (the icon in the address bar), then press Call again.";
+      return gettext("The browser was not allowed to use the microphone. Allow it for this site (the icon in the address bar), then press Call again.");
     }
     if (name === "NotFoundError" || name === "OverconstrainedError") {
-      return "No microphone was found. Connect one, then press Call again.";
+      return gettext("No microphone was found. Connect one, then press Call again.");
     }
     if (name === "NotReadableError" || name === "AbortError") {
-      return "The microphone could not be started: another program may be using it. Close it, then press Call again.";
+      return gettext("The microphone could not be started: another program may be using it. Close it, then press Call again.");
     }
-    return "The microphone could not be opened (" + ((error && error.message) || name || "unknown error") + ").";
+    return interpolate(
+      gettext("The microphone could not be opened (%(error)s)."),
+      { error: (error && error.message) || name || gettext("unknown error") },
+      true
+    );
   }
 
   // ---- Starting and ending ----------------------------------------------------------------------
@@ -124,9 +130,9 @@
       script.src = panel().dataset.vadScript;
       script.onload = function () {
         if (window.vad && window.vad.MicVAD) resolve(window.vad);
-        else reject(new Error("the speech detector did not load"));
+        else reject(new Error(gettext("the speech detector did not load")));
       };
-      script.onerror = function () { reject(new Error("the speech detector's script did not load")); };
+      script.onerror = function () { reject(new Error(gettext("the speech detector's script did not load"))); };
       document.head.appendChild(script);
     });
     vadLoading.catch(function () { vadLoading = null; });
@@ -175,7 +181,7 @@
     var session = call;
     try {
       if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-        throw new Error("This browser cannot open a microphone here: calls need a secure connection (https, or localhost).");
+        throw new Error(gettext("This browser cannot open a microphone here: calls need a secure connection (https, or localhost)."));
       }
       var stream;
       try {
@@ -189,14 +195,18 @@
       if (session !== call) return stopTracks(stream);
       stream.getAudioTracks().forEach(function (track) {
         track.addEventListener("ended", function () {
-          if (session === call) failed("The microphone stopped (unplugged, or taken by another program). Press Call to start again.");
+          if (session === call) failed(gettext("The microphone stopped (unplugged, or taken by another program). Press Call to start again."));
         });
       });
       var vad;
       try {
         vad = await loadVad();
       } catch (error) {
-        throw new Error("Speech detection could not start (" + error.message + "). Reload the page and try again.");
+        throw new Error(interpolate(
+          gettext("Speech detection could not start (%(error)s). Reload the page and try again."),
+          { error: error.message },
+          true
+        ));
       }
       if (session !== call) return stopTracks(stream);
       var ctx = new AudioContext();
@@ -251,7 +261,7 @@
     release();
     showError(text);
     var label = part("label");
-    if (label) label.textContent = "The call could not go on.";
+    if (label) label.textContent = gettext("The call could not go on.");
   }
 
   function release() {
@@ -385,15 +395,17 @@
       try { data = (await response.json()) || {}; } catch (error) { data = {}; }
     } catch (error) {
       if (session === call) {
-        showError("The server could not be reached, so that was not sent. Say it again once it is back.");
+        showError(gettext("The server could not be reached, so that was not sent. Say it again once it is back."));
         setState("listening");
       }
       return;
     }
     if (session !== call) return;
     if (response.status !== 201) {
-      var why = data.error || "The server could not take that (error " + response.status + ").";
-      if (response.status === 503) why = "The server is busy, so that was not sent. Say it again in a moment.";
+      var why = data.error || interpolate(
+        gettext("The server could not take that (error %(status)s)."), { status: response.status }, true
+      );
+      if (response.status === 503) why = gettext("The server is busy, so that was not sent. Say it again in a moment.");
       showError(why);
       if (call.state === "sending") setState("listening");
       return;
@@ -428,7 +440,11 @@
     if (status === "error" || status === "interrupted") {
       var error = article.querySelector("[data-testid=error]");
       var text = error ? error.textContent.replace(/\s+/g, " ").trim() : "";
-      showError("The model could not answer" + (text ? ": " + text : ".") + " Say it again, or end the call.");
+      showError(
+        text
+          ? interpolate(gettext("The model could not answer: %(error)s Say it again, or end the call."), { error: text }, true)
+          : gettext("The model could not answer. Say it again, or end the call.")
+      );
     }
     if (call.state === "thinking" || (call.state === "speaking" && !call.playing)) {
       setState("listening");
@@ -470,8 +486,12 @@
       var name = error && error.name;
       showError(
         name === "NotAllowedError"
-          ? "The browser was not allowed to use the camera. Allow it for this site, or go on without it."
-          : "The camera could not be opened (" + ((error && error.message) || name) + "). The call goes on with sound only."
+          ? gettext("The browser was not allowed to use the camera. Allow it for this site, or go on without it.")
+          : interpolate(
+            gettext("The camera could not be opened (%(error)s). The call goes on with sound only."),
+            { error: (error && error.message) || name },
+            true
+          )
       );
       return;
     }
@@ -582,7 +602,7 @@
     if (muted) discardRecording();
     var button = panel().querySelector("[data-action=call-mute]");
     button.setAttribute("aria-pressed", muted ? "true" : "false");
-    button.textContent = muted ? "Unmute" : "Mute";
+    button.textContent = muted ? gettext("Unmute") : gettext("Mute");
     if (call.state === "hearing" && muted) setState("listening");
     else setState(call.state);
   }

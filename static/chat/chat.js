@@ -1,6 +1,17 @@
 // The chat page's behaviour: keyboard, scrolling, live sync. No inline script anywhere (CSP).
+/* global gettext, interpolate */
 (function () {
   "use strict";
+
+  // Numbers as the page's language writes them (no grouping: "100000", as the server says it).
+  var LANG = document.documentElement.lang || "en";
+  function number(n) {
+    try {
+      return new Intl.NumberFormat(LANG, { useGrouping: false }).format(n);
+    } catch (error) {
+      return String(n);
+    }
+  }
 
   function transcript() {
     return document.getElementById("transcript");
@@ -137,7 +148,11 @@
     if (!limit) return "";
     var length = Array.from(textarea.value).length; // characters, as the server counts them
     if (length <= limit) return "";
-    return "A message can be at most " + limit + " characters (this one has " + length + ").";
+    return interpolate(
+      gettext("A message can be at most %(limit)s characters (this one has %(length)s)."),
+      { limit: number(limit), length: number(length) },
+      true
+    );
   }
 
   // A server too busy to take a message answers "busy" (a socket frame, or 503 to the form
@@ -180,14 +195,14 @@
     if (!form) return;
     busyTries += 1;
     if (busyTries >= BUSY_TRIES) {
-      sendEnded(false, errorNote("The server is still too busy to take your message. Nothing was lost: it is still here, send it again in a moment."));
+      sendEnded(false, errorNote(gettext("The server is still too busy to take your message. Nothing was lost: it is still here, send it again in a moment.")));
       return;
     }
     sending = true;
     var button = form.querySelector("[data-testid=send]");
     if (button) button.disabled = true;
     composerError(form, "");
-    busyStatus(form, "Busy, retrying…");
+    busyStatus(form, gettext("Busy, retrying…"));
     var seconds = Math.min(BUSY_WAIT_CAP, Math.max(Number(retryAfter) || 1, Math.pow(2, busyTries - 1)));
     // A little spread, so pages refused together do not all come back at the same instant.
     busyTimer = setTimeout(sendAgain, seconds * (1 + Math.random() * 0.25) * 1000);
@@ -267,11 +282,11 @@
   }
 
   function loggedOutNote() {
-    var el = note("You were logged out (in another tab, or your session ended), so this page no longer updates. Your text is kept. ");
+    var el = note(gettext("You were logged out (in another tab, or your session ended), so this page no longer updates. Your text is kept.") + " ");
     el.setAttribute("data-reason", "logged-out");
     var link = document.createElement("a");
     link.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search);
-    link.textContent = "Log in again";
+    link.textContent = gettext("Log in again");
     link.setAttribute("data-testid", "log-in-again");
     el.appendChild(link);
     return el.outerHTML;
@@ -291,12 +306,12 @@
     if (code === TOO_BIG) {
       // The error frame before it said why; the page keeps its live updates.
       event.detail.socketWrapper.reconnect();
-      if (sending) sendEnded(false, errorNote("That message is too large to send."));
+      if (sending) sendEnded(false, errorNote(gettext("That message is too large to send.")));
       return;
     }
     if (!sending || busyTimer) return; // waiting to send again: nothing is in flight
     // Whether it arrived is unknown: the page syncs on reconnect and shows it if it did.
-    sendEnded(false, errorNote("The connection dropped while sending. If your message does not appear above, send it again."));
+    sendEnded(false, errorNote(gettext("The connection dropped while sending. If your message does not appear above, send it again.")));
   });
 
   // The form post answered busy (503): the composer stays as it is (text, attachments, what
@@ -315,11 +330,11 @@
   document.addEventListener("htmx:responseError", function (event) {
     if (!event.detail.elt || event.detail.elt.id !== "composer") return;
     var status = event.detail.xhr ? event.detail.xhr.status : 0;
-    sendEnded(false, errorNote("The server could not take your message (error " + status + "). Nothing was lost: send it again in a moment."));
+    sendEnded(false, errorNote(interpolate(gettext("The server could not take your message (error %(status)s). Nothing was lost: send it again in a moment."), { status: status }, true)));
   });
   document.addEventListener("htmx:sendError", function (event) {
     if (!event.detail.elt || event.detail.elt.id !== "composer") return;
-    sendEnded(false, errorNote("The server could not be reached. Nothing was lost: send it again once it is back."));
+    sendEnded(false, errorNote(gettext("The server could not be reached. Nothing was lost: send it again once it is back.")));
   });
 
   // A new chat's socket is open while the first message is typed; that message creates the
@@ -383,10 +398,10 @@
   // The transcript is not a live region: a screen reader would read every token. A reply is
   // announced once, in its own polite region, when it has finished.
   var ANNOUNCED_AS = {
-    complete: "Reply: ",
-    stopped: "Reply stopped: ",
-    error: "Reply failed: ",
-    interrupted: "Reply interrupted: ",
+    complete: gettext("Reply: %(text)s"),
+    stopped: gettext("Reply stopped: %(text)s"),
+    error: gettext("Reply failed: %(text)s"),
+    interrupted: gettext("Reply interrupted: %(text)s"),
   };
   var streamingReplies = {};
   function announceFinishedReplies() {
@@ -402,8 +417,11 @@
       var content = el.querySelector("[data-testid=message-content]");
       var error = el.querySelector("[data-testid=error]");
       var text = (content ? content.textContent : "") + " " + (error ? error.textContent : "");
-      region.textContent =
-        (ANNOUNCED_AS[el.dataset.status] || "Reply: ") + text.replace(/\s+/g, " ").trim();
+      region.textContent = interpolate(
+        ANNOUNCED_AS[el.dataset.status] || ANNOUNCED_AS.complete,
+        { text: text.replace(/\s+/g, " ").trim() },
+        true
+      );
     });
   }
   document.addEventListener("DOMContentLoaded", announceFinishedReplies);
@@ -428,8 +446,8 @@
     // person sees. A code sample is copied exactly.
     if (button.closest("[data-testid=message-actions]")) text = text.trim();
     navigator.clipboard.writeText(text).then(function () {
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+      button.textContent = gettext("Copied");
+      setTimeout(function () { button.textContent = gettext("Copy"); }, 1500);
     });
   });
 

@@ -1,13 +1,14 @@
 /* The Copy button of fenced code blocks in rendered replies (chat/rendering.py). One listener
    for the whole page, so blocks that arrive later over the WebSocket copy too. It copies the
    code element's text: not the language label, nothing around it. */
+/* global gettext */
 (function () {
   "use strict";
 
   function say(button, text) {
     button.textContent = text;
     clearTimeout(button.copyReset);
-    button.copyReset = setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    button.copyReset = setTimeout(function () { button.textContent = gettext("Copy"); }, 1500);
   }
 
   // Without the async clipboard (a page served over plain HTTP to another machine): select
@@ -34,11 +35,11 @@
     var text = code.textContent;
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(
-        function () { say(button, "Copied"); },
-        function () { say(button, copyBySelection(code) ? "Copied" : "Copy failed"); }
+        function () { say(button, gettext("Copied")); },
+        function () { say(button, copyBySelection(code) ? gettext("Copied") : gettext("Copy failed")); }
       );
     } else {
-      say(button, copyBySelection(code) ? "Copied" : "Copy failed");
+      say(button, copyBySelection(code) ? gettext("Copied") : gettext("Copy failed"));
     }
   });
 })();

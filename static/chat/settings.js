@@ -2,6 +2,7 @@
 // moment after typing stops (at once for a choice or a box), the answer says what was saved,
 // and a wrong field shows its reason in place while the others are kept. The header's model
 // picker is the panel's model field seen from the header: choosing there changes the panel's.
+/* global gettext */
 (function () {
   "use strict";
 
@@ -62,7 +63,7 @@
     }
     inFlight = true;
     again = false;
-    status("Saving…");
+    status(gettext("Saving…"));
     var data = new FormData(form);
     data.set("autosave", "1");
     try {
@@ -79,14 +80,19 @@
         answer = null;
       }
       if (!answer) {
-        status(response.status === 403 ? "Not saved: reload the page and log in again." : "Not saved: the server did not answer. Try again.", true);
+        status(
+          response.status === 403
+            ? gettext("Not saved: reload the page and log in again.")
+            : gettext("Not saved: the server did not answer. Try again."),
+          true
+        );
       } else {
         showErrors(form, answer.errors || {});
         status(answer.status, !answer.saved || Object.keys(answer.errors || {}).length > 0);
         form.dispatchEvent(new CustomEvent("settings:saved", { bubbles: true, detail: answer }));
       }
     } catch (e) {
-      status("Not saved: the server cannot be reached. It will be tried again on the next change.", true);
+      status(gettext("Not saved: the server cannot be reached. It will be tried again on the next change."), true);
     } finally {
       inFlight = false;
       if (again) save();

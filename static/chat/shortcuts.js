@@ -1,8 +1,14 @@
 // Theme toggle and keyboard shortcuts (listed in the help dialog, `?` button or Ctrl+/).
+/* global gettext, interpolate, pgettext */
 (function () {
   "use strict";
 
   var THEMES = ["system", "light", "dark"];
+  var THEME_NAMES = {
+    system: pgettext("theme", "system"),
+    light: pgettext("theme", "light"),
+    dark: pgettext("theme", "dark"),
+  };
 
   function currentTheme() {
     return document.documentElement.dataset.themeChoice || "system";
@@ -18,8 +24,9 @@
     }
     document.querySelectorAll("[data-action=toggle-theme]").forEach(function (button) {
       button.dataset.theme = theme;
-      button.title = "Theme: " + theme + " (click to change)";
-      button.setAttribute("aria-label", "Theme: " + theme);
+      var name = { theme: THEME_NAMES[theme] || theme };
+      button.title = interpolate(gettext("Theme: %(theme)s (click to change)"), name, true);
+      button.setAttribute("aria-label", interpolate(gettext("Theme: %(theme)s"), name, true));
     });
   }
 
