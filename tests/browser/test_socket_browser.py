@@ -18,6 +18,8 @@ def open_chat(page, server, username: str) -> None:
     page.fill("textarea[name=text]", "Hello [sim:length=3]")
     page.click("[data-testid=send]")
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
+    # The new conversation's address replaces /new/ once it exists (history.pushState).
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
 
 
 def test_a_frame_the_server_cannot_read_is_shown_and_the_socket_goes_on(app_server, new_context):
