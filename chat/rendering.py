@@ -309,11 +309,12 @@ def _render_fence(self, tokens, idx, options, env) -> str:
     # The header's words are the page's language: code blocks render in the language of
     # whoever the HTML is for (a reply's job: its sender's).
     name = escapeHtml(lang) if lang else escapeHtml(pgettext("code block language", "text"))
+    copy_label, copy = escapeHtml(_("Copy code")), escapeHtml(pgettext("button", "Copy"))
     return (
         '<div class="code-block"><div class="code-head">'
         f'<span class="code-lang">{name}</span>'
         '<button type="button" class="code-copy" data-testid="copy-code" '
-        f'aria-label="{escapeHtml(_("Copy code"))}">{escapeHtml(pgettext("button", "Copy"))}'
+        f'aria-label="{copy_label}">{copy}'
         "</button></div>"
         f"<pre><code{language}>{body}</code></pre></div>\n"
     )

@@ -792,7 +792,8 @@ async def tool_results(
         messages[-1], payload, turns.announce(conversation, messages, everything)
     )
     if request.htmx:
-        return HttpResponse(f'<p class="muted small">{escape(_("Results sent."))}</p>')
+        sent = escape(_("Results sent."))
+        return HttpResponse(f'<p class="muted small">{sent}</p>')
     return redirect(conversation)
 
 
@@ -804,9 +805,10 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
     """Titles and message text; an empty query shows the grouped list again."""
     query = request.GET.get("q", "").strip()[:200]
     if "\x00" in query:
+        label = escape(_("Saved conversations"))
         return HttpResponse(
             '<nav class="conversation-list" id="conversation-list" '
-            f'aria-label="{escape(_("Saved conversations"))}">{_error_note(NUL_REFUSAL)}</nav>',
+            f'aria-label="{label}">{_error_note(NUL_REFUSAL)}</nav>',
             status=422,
         )
     if query:
