@@ -298,7 +298,7 @@ def _regenerate(user, conversation_id: int, message_id: int):
     )
     parent = Message.objects.filter(pk=earlier.parent_id, conversation=conversation).first()
     if parent is None:  # e.g. an imported conversation that starts with a reply
-        return conversation, None, NO_PROMPT_REFUSAL
+        return conversation, None, str(NO_PROMPT_REFUSAL)
     assistant, payload = turns.begin_reply(conversation, parent)
     return conversation, assistant, payload
 
@@ -422,7 +422,7 @@ def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str
     )
     kept = list(original.attachments.filter(key__in=keep))
     if "\x00" in text:
-        return NUL_REFUSAL
+        return str(NUL_REFUSAL)
     if not text.strip() and not kept:
         return _("Type a message or keep an attachment.")
     limit = ComposerForm.base_fields["text"].max_length
@@ -751,7 +751,7 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
         names = pgettext("list separator", ", ").join(missing)
         return _("Give a result for %(names)s.") % {"names": names}, None
     if any("\x00" in results[c["id"]] for c in calls):
-        return NUL_REFUSAL, None
+        return str(NUL_REFUSAL), None
     with transaction.atomic():
         parent = call_message
         created = []
