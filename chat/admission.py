@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Callable
 
 from django.conf import settings
 from django.db import OperationalError, connection
+from django.utils.translation import gettext_lazy
 
 # What a busy answer tells the sender to wait before trying again (seconds).
 RETRY_AFTER_SECONDS = 2
-BUSY_MESSAGE = "The server is busy; retrying…"
+BUSY_MESSAGE = gettext_lazy("The server is busy; retrying…")
 
 
 class Busy(Exception):

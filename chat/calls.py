@@ -15,6 +15,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from . import admission, generation, turns
@@ -29,7 +31,7 @@ RECORDING_NAMES = {
     "video/webm": "utterance.webm",
     "video/mp4": "utterance.mp4",
 }
-THINKING_OFF = (
+THINKING_OFF = gettext_lazy(
     "Thinking is off for the call's replies: the model speaks only with thinking off. "
     "Typed messages keep your settings."
 )
@@ -47,11 +49,11 @@ def spoken(stored: dict) -> dict:
 
 def notes(stored: dict) -> list[str]:
     """What the call changes of the conversation's settings, said in the call's panel. Pure."""
-    return [THINKING_OFF] if stored.get("enable_thinking") else []
+    return [str(THINKING_OFF)] if stored.get("enable_thinking") else []
 
 
 def _refused(message: str, status: int, **extra) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+    return JsonResponse({"error": str(message), **extra}, status=status)
 
 
 @require_POST
@@ -62,19 +64,21 @@ async def turn(request: HttpRequest, conversation_id: int) -> JsonResponse:
     is refused as an upload would be, 503 with Retry-After when the server is busy."""
     user = await request.auser()
     if not user.is_authenticated:
-        return _refused("You were logged out. Log in again to go on with the call.", 403)
+        return _refused(_("You were logged out. Log in again to go on with the call."), 403)
     if not await Conversation.objects.filter(pk=conversation_id, owner=user).aexists():
         raise Http404
     body = request.read()  # read whole by daphne, within the route's limit (request_limits)
     if not body:
-        return _refused("The recording is empty.", 400)
+        return _refused(_("The recording is empty."), 400)
     declared = (request.content_type or "").lower()
     name = RECORDING_NAMES.get(declared)
     if name is None:
-        return _refused("Send the utterance as audio/wav, video/webm or video/mp4.", 415)
+        return _refused(_("Send the utterance as audio/wav, video/webm or video/mp4."), 415)
     if len(body) > settings.PLAYGROUND_MAX_CALL_BYTES:
         limit = human_bytes(settings.PLAYGROUND_MAX_CALL_BYTES)
-        return _refused(f"An utterance can be at most {limit}; this one is larger.", 413)
+        return _refused(
+            _("An utterance can be at most %(limit)s; this one is larger.") % {"limit": limit}, 413
+        )
     try:
         async with admission.turn_slot():
             taken = await sync_to_async(_take, thread_sensitive=False)(
@@ -100,5 +104,5 @@ def _take(user, conversation_id: int, name: str, data: bytes, video: bool):
     """The saved turn (as turns.create_turn gives it), or why the recording was refused."""
     attachment = save_whole(user, name, data, quick=video)
     if attachment.status != Attachment.Status.READY:
-        return attachment.error or "The recording could not be read."
+        return attachment.error or _("The recording could not be read.")
     return turns.create_turn(user, conversation_id, "", [attachment], reply_settings=spoken)

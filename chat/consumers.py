@@ -26,8 +26,11 @@ from django.db import OperationalError
 from django.http import Http404, QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.formats import number_format
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import admission, frames, generation, languages, turns
 from .forms import ComposerForm
@@ -44,13 +47,19 @@ MAX_ID = 2**63 - 1  # a database id
 MAX_STREAMING = 100  # ids a page names as streaming in one sync
 MAX_KEYS = 100  # attachment keys in one send (the form says how many it takes)
 MAX_KEY_LENGTH = 64
-UNREADABLE = "That message could not be read."
-TOO_LARGE = f"That message is too large to read (over {MAX_FRAME_CHARS:,} characters)."
+UNREADABLE = gettext_lazy("That message could not be read.")
 LOGGED_OUT = 4401  # close code: the session ended (the page offers to log in again)
 MESSAGE_TOO_BIG = 1009
 # A socket checks its session at least this often even when nobody says a word: a password
 # changed from the command line reaches no socket of an in-memory channel layer.
 RECHECK_SECONDS = 60.0
+
+
+def too_large() -> str:
+    """What a page hears of a frame refused unread, in its language."""
+    return _("That message is too large to read (over %(limit)s characters).") % {
+        "limit": number_format(MAX_FRAME_CHARS, force_grouping=True)
+    }
 
 
 class UnreadableFrame(Exception):
@@ -334,7 +343,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         size = len(text_data) if text_data is not None else len(bytes_data or b"")
         if size > MAX_FRAME_CHARS:
-            await self.send_json({"type": "error", "message": TOO_LARGE})
+            await self.send_json({"type": "error", "message": too_large()})
             await self.close(code=MESSAGE_TOO_BIG, reason="Message too large")
             return
         try:
@@ -342,7 +351,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 raise UnreadableFrame("binary")
             action, args = read_frame(text_data)
         except UnreadableFrame:
-            await self.send_json({"type": "error", "message": UNREADABLE})
+            await self.send_json({"type": "error", "message": str(UNREADABLE)})
             return
         if action == "sync":
             await self.sync(**args)
@@ -419,7 +428,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         except Http404:  # deleted meanwhile, from another tab
             form, turn = ComposerForm(data, user=self.scope["user"]), None
             await database_sync_to_async(form.is_valid)()
-            form.add_error(None, "This conversation no longer exists.")
+            form.add_error(None, _("This conversation no longer exists."))
         if turn is None:
             html = await database_sync_to_async(errors_html)(form)
             await self.send_json({"type": "refused", "html": html})

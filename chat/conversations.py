@@ -6,23 +6,38 @@ from datetime import date, timedelta
 
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
+from django.utils.translation import pgettext_lazy
 
 from .models import Conversation, Message
 
 SNIPPET_RADIUS = 60
 
 
+# The groups by name (what code compares), and the heading the sidebar shows for each, in the
+# page's language.
+GROUP_LABELS = {
+    "Pinned": pgettext_lazy("sidebar group", "Pinned"),
+    "Today": pgettext_lazy("sidebar group", "Today"),
+    "Yesterday": pgettext_lazy("sidebar group", "Yesterday"),
+    "Previous 7 days": pgettext_lazy("sidebar group", "Previous 7 days"),
+    "Older": pgettext_lazy("sidebar group", "Older"),
+}
+
+
 @dataclass
 class Group:
-    label: str
+    name: str
     conversations: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The heading shown, translated when the sidebar is rendered."""
+        return str(GROUP_LABELS.get(self.name, self.name))
 
 
 def group_by_date(conversations: list[Conversation], today: date) -> list[Group]:
     """Pinned first, then Today, Yesterday, Previous 7 days, Older (by last activity). Pure."""
-    groups = {
-        name: Group(name) for name in ("Pinned", "Today", "Yesterday", "Previous 7 days", "Older")
-    }
+    groups = {name: Group(name) for name in GROUP_LABELS}
     for conversation in conversations:
         day = conversation.updated_at.date()
         if conversation.pinned:

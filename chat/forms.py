@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, ngettext_lazy, pgettext
 
 from . import throttle
 from .models import Attachment
@@ -10,13 +12,20 @@ MAX_ATTACHMENTS = 10
 
 class ComposerForm(forms.Form):
     text = forms.CharField(
+        label=gettext_lazy("Message"),
         required=False,
         strip=False,
         max_length=100_000,
-        error_messages={"max_length": "A message can be at most %(limit_value)d characters."},
+        error_messages={
+            "max_length": ngettext_lazy(
+                "A message can be at most %(limit_value)d character.",
+                "A message can be at most %(limit_value)d characters.",
+                "limit_value",
+            )
+        },
     )
     # Keys of uploads that are ready (see chat/attachments.py).
-    attachments = forms.Field(required=False)
+    attachments = forms.Field(label=gettext_lazy("Attachments"), required=False)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -25,7 +34,14 @@ class ComposerForm(forms.Form):
     def clean_attachments(self) -> list[Attachment]:
         keys = list(dict.fromkeys(self.data.getlist("attachments") if self.data else []))
         if len(keys) > MAX_ATTACHMENTS:
-            raise forms.ValidationError(f"At most {MAX_ATTACHMENTS} attachments per message.")
+            raise forms.ValidationError(
+                ngettext(
+                    "At most %(count)d attachment per message.",
+                    "At most %(count)d attachments per message.",
+                    MAX_ATTACHMENTS,
+                )
+                % {"count": MAX_ATTACHMENTS}
+            )
         if not keys:
             return []
         # Keys are slugs: one with a NUL names no upload (and PostgreSQL refuses to look).
@@ -37,13 +53,16 @@ class ComposerForm(forms.Form):
         missing = [k for k in keys if k not in found]
         if missing:
             raise forms.ValidationError(
-                "An attachment is no longer available; remove it and attach the file again."
+                _("An attachment is no longer available; remove it and attach the file again.")
             )
         waiting = [a for a in found.values() if a.status != Attachment.Status.READY]
         if waiting:
-            names = ", ".join(a.original_name or "a file" for a in waiting)
+            names = pgettext("list separator", ", ").join(
+                a.original_name or _("a file") for a in waiting
+            )
             raise forms.ValidationError(
-                f"Wait until {names} has finished uploading and converting, or remove it."
+                _("Wait until %(names)s has finished uploading and converting, or remove it.")
+                % {"names": names}
             )
         return [found[k] for k in keys]
 
@@ -51,7 +70,7 @@ class ComposerForm(forms.Form):
         cleaned = super().clean()
         if not (cleaned.get("text") or "").strip() and not cleaned.get("attachments"):
             if "text" not in self.errors and "attachments" not in self.errors:
-                self.add_error("text", "Type a message or attach a file first.")
+                self.add_error("text", _("Type a message or attach a file first."))
         return cleaned
 
 

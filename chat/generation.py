@@ -31,12 +31,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from . import frames, speech, titles, upstream
-from .live_markdown import LiveMarkdown, render_blocks
+from .live_markdown import LiveMarkdown
 from .models import Attachment, Conversation, Message
-from .rendering import message_html
+from .rendering import finished_html, message_html
 from .tool_calls import merge_fragments, ordered
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,30 @@ log = logging.getLogger(__name__)
 # body carrying large media).
 SEND_FIRST_SECONDS = 0.02
 
-# What a reply cut short by its server stopping says, whoever settles it (the job itself on
-# shutdown, another process's sweeper, start-up).
-INTERRUPTED_ERROR = {
-    "kind": "interrupted",
-    "status": None,
-    "message": "The server stopped while this reply was streaming.",
-    "hint": "The text received so far is kept. Retry to generate the reply again.",
-    "retry_after": None,
-}
+
+def interrupted_error() -> dict:
+    """What a reply cut short by its server stopping says, whoever settles it (the job itself
+    on shutdown, in its sender's language; another process's sweeper, start-up: the default
+    language). Saved with the message, so written in the language active now."""
+    return {
+        "kind": "interrupted",
+        "status": None,
+        "message": _("The server stopped while this reply was streaming."),
+        "hint": _("The text received so far is kept. Retry to generate the reply again."),
+        "retry_after": None,
+    }
+
+
+def internal_error() -> dict:
+    """What a reply that failed on the playground's side says (saved with the message)."""
+    return {
+        "kind": "internal",
+        "status": None,
+        "message": _("The playground hit an unexpected problem while streaming."),
+        "hint": _("Retry; if it keeps happening, check the server log."),
+        "retry_after": None,
+    }
+
 
 # Jobs running in this process, kept referenced so the event loop does not drop them.
 _tasks: dict[int, asyncio.Task] = {}
@@ -87,11 +103,15 @@ async def start(message: Message, payload: dict[str, Any], announce: Coroutine) 
     waits too, so the request goes first.
 
     The task gets a fresh context: one inheriting the request's asgiref context would fail its
-    later database calls once the request has finished.
+    later database calls once the request has finished. Only the language goes with it: what
+    the job renders and saves (its messages, the pages' frames, the title's) is in the language
+    of the request or socket that started it.
     """
     ensure_sweeper()
     job = Job(message.pk, message.conversation_id, payload, announce)
-    task = asyncio.get_running_loop().create_task(job.run(), context=contextvars.Context())
+    context = contextvars.Context()
+    context.run(translation.activate, translation.get_language() or settings.LANGUAGE_CODE)
+    task = asyncio.get_running_loop().create_task(job.run(), context=context)
     _tasks[message.pk] = task
     task.add_done_callback(lambda _t: _tasks.pop(message.pk, None))
     await job.told.wait()
@@ -202,7 +222,7 @@ class Job:
             if not self.stopped:
                 # The process is going away: keep what arrived, and say so.
                 status = Message.Status.INTERRUPTED
-                error = INTERRUPTED_ERROR
+                error = interrupted_error()
                 stream.cancel()
             else:
                 status = Message.Status.STOPPED
@@ -212,13 +232,7 @@ class Job:
         except Exception:
             log.exception("generation %s failed", self.message_id)
             status = Message.Status.ERROR
-            error = {
-                "kind": "internal",
-                "status": None,
-                "message": "The playground hit an unexpected problem while streaming.",
-                "hint": "Retry; if it keeps happening, check the server log.",
-                "retry_after": None,
-            }
+            error = internal_error()
         finally:
             heartbeat.cancel()
             if control is not None:
@@ -450,7 +464,7 @@ def save_final(message_id: int, audio: bytes = b"", **fields: Any) -> Message:
     usage, speech."""
     now = timezone.now()
     if fields.get("html") is None:
-        fields["html"] = render_blocks(fields["content"])
+        fields["html"] = finished_html(fields["content"])
     fields.update(finished_at=now, checkpoint_at=now)
     Message.objects.filter(pk=message_id).update(**fields)
     message = Message.objects.select_related("conversation").get(pk=message_id)
@@ -555,11 +569,12 @@ def interrupt_stale(lease: timedelta | None) -> list[Message]:
         stale = stale.filter(Q(checkpoint_at__lt=cutoff) | Q(checkpoint_at__isnull=True))
         stale = stale.exclude(pk__in=running_ids())
     settled = []
+    error = interrupted_error()
     for message in stale.select_related("conversation"):
         message.status = Message.Status.INTERRUPTED
-        message.html = render_blocks(message.content)
+        message.html = finished_html(message.content)
         message.finished_at = timezone.now()
-        message.error = INTERRUPTED_ERROR
+        message.error = error
         # Only if nothing changed since it was read: a job that checkpointed or finished in
         # the meantime is alive, and keeps its row.
         changed = stale.filter(pk=message.pk, checkpoint_at=message.checkpoint_at).update(

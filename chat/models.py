@@ -1,9 +1,13 @@
 import math
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext, pgettext_lazy
 
 TITLE_LENGTH = 80
 
@@ -12,9 +16,26 @@ def title_from_text(text: str) -> str:
     """A conversation's title: the first line of its first message, cut at a word."""
     line = " ".join(text.split())
     if len(line) <= TITLE_LENGTH:
-        return line or "New chat"
+        return line or _("New chat")
     cut = line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0]
     return cut + "…"
+
+
+def decimal(value: float, places: int) -> str:
+    """A figure rounded to `places` decimals, written the way the page's language writes
+    numbers (2.25 -> '2.25' in English, '2,25' in Arabic)."""
+    return number_format(Decimal(f"{value:.{places}f}"), places)
+
+
+# Kinds of tokens the API counts separately, as the footer names them (others as they come).
+TOKEN_KINDS = {
+    "text": pgettext_lazy("token kind", "text"),
+    "audio": pgettext_lazy("token kind", "audio"),
+    "image": pgettext_lazy("token kind", "image"),
+    "video": pgettext_lazy("token kind", "video"),
+    "cached": pgettext_lazy("token kind", "cached"),
+    "reasoning": pgettext_lazy("token kind", "reasoning"),
+}
 
 
 class Conversation(models.Model):
@@ -36,7 +57,7 @@ class Conversation(models.Model):
         ordering = ["-pinned", "-updated_at", "-id"]
 
     def __str__(self) -> str:
-        return self.title or "New chat"
+        return self.title or _("New chat")
 
     def get_absolute_url(self) -> str:
         return reverse("conversation", args=[self.pk])
@@ -169,7 +190,7 @@ class Message(models.Model):
         for entry in self.logprobs or []:
             percent = 100 * math.exp(entry.get("logprob", -9999))
             alternatives = " · ".join(
-                f"{alt.get('token', '')!r} {100 * math.exp(alt.get('logprob', -9999)):.1f}%"
+                f"{alt.get('token', '')!r} {decimal(100 * math.exp(alt.get('logprob', -9999)), 1)}%"
                 for alt in entry.get("top_logprobs") or []
             )
             shown.append(
@@ -183,15 +204,21 @@ class Message(models.Model):
         return shown
 
     @property
-    def usage_details(self) -> list[tuple[str, int]]:
-        """Token counts by kind, as the upstream reported them (text, audio, image, ...)."""
+    def usage_by_kind(self) -> list[tuple[str, str, int]]:
+        """(kind, "in" or "out", count) for each kind of token the upstream counted (text,
+        audio, image, ...)."""
         usage = self.usage or {}
         details = []
         for side, label in (("prompt_tokens_details", "in"), ("completion_tokens_details", "out")):
             for kind, count in (usage.get(side) or {}).items():
-                if isinstance(count, int) and count:
-                    details.append((f"{kind.removesuffix('_tokens')} {label}", count))
+                if isinstance(count, int) and not isinstance(count, bool) and count:
+                    details.append((kind.removesuffix("_tokens"), label, count))
         return details
+
+    @property
+    def usage_details(self) -> list[tuple[str, int]]:
+        """Token counts by kind, as the upstream reported them ("audio out", 30)."""
+        return [(f"{kind} {side}", count) for kind, side, count in self.usage_by_kind]
 
     @property
     def usd_amount(self) -> float | None:
@@ -218,19 +245,39 @@ class Message(models.Model):
             prompt, completion = (
                 self.usage.get(k, "") for k in ("prompt_tokens", "completion_tokens")
             )
-            facts.append(("Prompt tokens → completion tokens", f"{prompt} → {completion} tokens"))
+            count = completion if isinstance(completion, int) else 0
+            tokens = ngettext(
+                "%(prompt)s → %(completion)s token",
+                "%(prompt)s → %(completion)s tokens",
+                count,
+            ) % {"prompt": _figure(prompt), "completion": _figure(completion)}
+            facts.append((_("Prompt tokens → completion tokens"), tokens))
         if (first_token := self.time_to_first_token) is not None:
-            facts.append(("Time to first token", f"{first_token:.2f} s to first token"))
+            facts.append(
+                (
+                    _("Time to first token"),
+                    _("%(seconds)s s to first token") % {"seconds": decimal(first_token, 2)},
+                )
+            )
         # A reply that failed or was stopped before its first token measured nothing.
         if self.first_token_at and (duration := self.duration) is not None:
-            facts.append(("Total time", f"{duration:.1f} s"))
+            facts.append((_("Total time"), _("%(seconds)s s") % {"seconds": decimal(duration, 1)}))
         if speed := self.tokens_per_second:
-            facts.append(("", f"{speed:.0f} tok/s"))
+            facts.append(("", _("%(speed)s tok/s") % {"speed": decimal(speed, 0)}))
         if (usd := self.usd_spent) is not None:
-            facts.append(("Cost reported by the API", f"${usd}"))
-        facts += [("", f"{label} {count}") for label, count in self.usage_details]
+            amount = pgettext("cost in US dollars", "$%(amount)s") % {
+                "amount": number_format(Decimal(usd))
+            }
+            facts.append((_("Cost reported by the API"), amount))
+        for kind, side, count in self.usage_by_kind:
+            values = {"kind": TOKEN_KINDS.get(kind, kind), "count": _figure(count)}
+            if side == "in":
+                text = pgettext("tokens of a kind", "%(kind)s in %(count)s") % values
+            else:
+                text = pgettext("tokens of a kind", "%(kind)s out %(count)s") % values
+            facts.append(("", text))
         if self.finish_reason and self.finish_reason != "stop":
-            facts.append(("", f"finish: {self.finish_reason}"))
+            facts.append(("", _("finish: %(reason)s") % {"reason": self.finish_reason}))
         return facts
 
     @property
@@ -240,6 +287,13 @@ class Message(models.Model):
             return None
         seconds = (self.finished_at - self.first_token_at).total_seconds()
         return tokens / seconds if seconds > 0 else None
+
+
+def _figure(value) -> str:
+    """A count as the page's language writes it; anything else (a missing count) as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return number_format(value)
+    return str(value)
 
 
 def attachment_path(instance: "Attachment", filename: str) -> str:
@@ -366,8 +420,8 @@ class Share(models.Model):
     """A read-only snapshot of a conversation's current path, opened by an unguessable link."""
 
     class Visibility(models.TextChoices):
-        ANYONE = "anyone", "Anyone with the link"
-        USERS = "users", "Signed-in users only"
+        ANYONE = "anyone", gettext_lazy("Anyone with the link")
+        USERS = "users", gettext_lazy("Signed-in users only")
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shares"

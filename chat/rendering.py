@@ -11,6 +11,9 @@ from functools import lru_cache
 from xml.etree.ElementTree import Element
 
 import nh3
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml, unescapeAll
@@ -303,11 +306,16 @@ def _render_fence(self, tokens, idx, options, env) -> str:
     if lexer and not code.endswith("\n"):  # lexers end their last line, whatever the options
         body = body.removesuffix("\n")
     language = f' class="language-{escapeHtml(lang)}"' if lang else ""
+    # The header's words are the page's language: code blocks render in the language of
+    # whoever the HTML is for (a reply's job: its sender's).
+    name = escapeHtml(lang) if lang else escapeHtml(pgettext("code block language", "text"))
+    copy_label, copy = escapeHtml(_("Copy code")), escapeHtml(pgettext("button", "Copy"))
     return (
         '<div class="code-block"><div class="code-head">'
-        f'<span class="code-lang">{escapeHtml(lang) if lang else "text"}</span>'
-        '<button type="button" class="code-copy" data-testid="copy-code" aria-label="Copy code">'
-        "Copy</button></div>"
+        f'<span class="code-lang">{name}</span>'
+        '<button type="button" class="code-copy" data-testid="copy-code" '
+        f'aria-label="{copy_label}">{copy}'
+        "</button></div>"
         f"<pre><code{language}>{body}</code></pre></div>\n"
     )
 
@@ -363,6 +371,20 @@ def _markdown() -> MarkdownIt:
 def render_markdown(text: str) -> str:
     """Sanitised HTML for untrusted Markdown (a whole message or one block of it). Pure."""
     return _cleaner.clean(_markdown().render(text))
+
+
+@lru_cache(maxsize=64)  # finished texts shown again (Thinking boxes on a page)
+def _blocks_in(text: str, language: str | None) -> str:
+    from .live_markdown import render_blocks
+
+    return render_blocks.__wrapped__(text)
+
+
+def finished_html(text: str) -> str:
+    """A finished text's HTML, block by block (live_markdown.render_blocks), with the words the
+    renderer adds (a code block's Copy) in the active language: kept apart by language, so a
+    page never gets another language's copy of the same text."""
+    return _blocks_in(text, translation.get_language())
 
 
 def message_html(message, placement: str, siblings: list | None = None) -> str:

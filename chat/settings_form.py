@@ -9,6 +9,9 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.http import QueryDict
+from django.utils.functional import lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 from .models_list import offered_models
 
@@ -22,12 +25,14 @@ MAX_JSON_DEPTH = 64
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is too large to be a number the API accepts")
+        raise ValueError(
+            _("%(number)s is too large to be a number the API accepts") % {"number": text}
+        )
     return value
 
 
 def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
+    raise ValueError(_("%(name)s is not a JSON number") % {"name": name})
 
 
 def _json(text: str, what: str) -> Any:
@@ -37,13 +42,20 @@ def _json(text: str, what: str) -> Any:
     try:
         value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
-        raise forms.ValidationError(
-            f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
-        ) from None
+        raise forms.ValidationError(_too_deep(what)) from None
     except ValueError as exc:
-        raise forms.ValidationError(f"{what} is not valid JSON: {exc}") from None
+        raise forms.ValidationError(
+            _("%(what)s is not valid JSON: %(error)s") % {"what": what, "error": exc}
+        ) from None
     _check_json(value, what)
     return value
+
+
+def _too_deep(what: str) -> str:
+    return _("%(what)s is nested too deeply (at most %(levels)d levels).") % {
+        "what": what,
+        "levels": MAX_JSON_DEPTH,
+    }
 
 
 def _check_json(value: Any, what: str) -> None:
@@ -51,9 +63,7 @@ def _check_json(value: Any, what: str) -> None:
     while stack:  # a loop, not recursion: the depth is what is being checked
         item, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise forms.ValidationError(
-                f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
-            )
+            raise forms.ValidationError(_too_deep(what))
         if isinstance(item, dict):
             for key, child in item.items():
                 _check_text(key, what)
@@ -66,12 +76,15 @@ def _check_json(value: Any, what: str) -> None:
 
 def _check_text(text: str, what: str) -> None:
     if "\x00" in text:
-        raise forms.ValidationError(f"{what}: text in it cannot contain a NUL (\\u0000).")
+        raise forms.ValidationError(
+            _("%(what)s: text in it cannot contain a NUL (\\u0000).") % {"what": what}
+        )
     try:
         text.encode()
     except UnicodeEncodeError:
         raise forms.ValidationError(
-            f"{what}: text in it cannot contain a lone surrogate (\\ud800 to \\udfff)."
+            _("%(what)s: text in it cannot contain a lone surrogate (\\ud800 to \\udfff).")
+            % {"what": what}
         ) from None
 
 
@@ -81,43 +94,65 @@ def validate_json_schema(schema: Any, what: str) -> None:
     from jsonschema.exceptions import SchemaError
 
     if not isinstance(schema, dict):
-        raise forms.ValidationError(f"{what} must be a JSON object (a JSON Schema).")
+        raise forms.ValidationError(
+            _("%(what)s must be a JSON object (a JSON Schema).") % {"what": what}
+        )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise forms.ValidationError(f"{what} is not a valid JSON Schema: {exc.message}") from None
+        raise forms.ValidationError(
+            _("%(what)s is not a valid JSON Schema: %(error)s")
+            % {"what": what, "error": exc.message}
+        ) from None
     except RecursionError:
-        raise forms.ValidationError(f"{what} is nested too deeply to check.") from None
+        raise forms.ValidationError(
+            _("%(what)s is nested too deeply to check.") % {"what": what}
+        ) from None
 
 
 def parse_tools(text: str) -> list[dict[str, Any]]:
     """Function definitions from the tools editor, in the API's `tools` shape."""
-    value = _json(text, "Tools")
+    value = _json(text, _("Tools"))
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
-        raise forms.ValidationError("Tools must be a JSON list of function definitions.")
+        raise forms.ValidationError(_("Tools must be a JSON list of function definitions."))
     if len(value) > MAX_TOOLS:
-        raise forms.ValidationError(f"At most {MAX_TOOLS} tools; this list has {len(value)}.")
+        raise forms.ValidationError(
+            ngettext(
+                "At most %(limit)d tools; this list has %(count)d.",
+                "At most %(limit)d tools; this list has %(count)d.",
+                len(value),
+            )
+            % {"limit": MAX_TOOLS, "count": len(value)}
+        )
     tools, names = [], set()
     for number, item in enumerate(value, 1):
         if not isinstance(item, dict):
-            raise forms.ValidationError(f"Tool {number} must be a JSON object.")
+            raise forms.ValidationError(
+                _("Tool %(number)d must be a JSON object.") % {"number": number}
+            )
         function = (
             item.get("function", item) if item.get("type", "function") == "function" else None
         )
         if not isinstance(function, dict):
-            raise forms.ValidationError(f'Tool {number}: only "type": "function" is supported.')
+            raise forms.ValidationError(
+                _('Tool %(number)d: only "type": "function" is supported.') % {"number": number}
+            )
         name = function.get("name")
         if not isinstance(name, str) or not FUNCTION_NAME.match(name):
             raise forms.ValidationError(
-                f"Tool {number}: the name must be 1 to 64 letters, digits, _ or -."
+                _("Tool %(number)d: the name must be 1 to 64 letters, digits, _ or -.")
+                % {"number": number}
             )
         if name in names:
-            raise forms.ValidationError(f"Tool {number}: the name {name!r} is used twice.")
+            raise forms.ValidationError(
+                _("Tool %(number)d: the name %(name)s is used twice.")
+                % {"number": number, "name": repr(name)}
+            )
         names.add(name)
         parameters = function.get("parameters", {"type": "object", "properties": {}})
-        validate_json_schema(parameters, f"Tool {name!r} parameters")
+        validate_json_schema(parameters, _("Tool %(name)s parameters") % {"name": repr(name)})
         clean = {"name": name, "parameters": parameters}
         if isinstance(function.get("description"), str):
             clean["description"] = function["description"]
@@ -127,60 +162,106 @@ def parse_tools(text: str) -> list[dict[str, Any]]:
     return tools
 
 
-class SettingsForm(forms.Form):
-    """Field names follow the API; blank means "not sent" (the model's default applies)."""
+def _default_model(model: str) -> str:
+    return _("Default (%(model)s)") % {"model": model}
 
-    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    model = forms.ChoiceField(required=False)
-    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
-    top_p = forms.FloatField(required=False, min_value=0.01, max_value=1)
-    max_tokens = forms.IntegerField(required=False, min_value=1)
+
+# The model picker's first choice, in the language of the page that shows it.
+default_model_label = lazy(_default_model, str)
+
+
+class SettingsForm(forms.Form):
+    """Field names follow the API; blank means "not sent" (the model's default applies).
+    Labels are the panel's (chat/settings.html may give its own beside a field)."""
+
+    system_prompt = forms.CharField(
+        label=gettext_lazy("System prompt"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    model = forms.ChoiceField(label=gettext_lazy("Model"), required=False)
+    temperature = forms.FloatField(
+        label=gettext_lazy("Temperature"), required=False, min_value=0, max_value=2
+    )
+    top_p = forms.FloatField(
+        label=gettext_lazy("Top p"), required=False, min_value=0.01, max_value=1
+    )
+    max_tokens = forms.IntegerField(label=gettext_lazy("Max tokens"), required=False, min_value=1)
     stop = forms.CharField(
+        label=gettext_lazy("Stop sequences"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="One stop sequence per line, up to 4.",
+        help_text=gettext_lazy("One stop sequence per line, up to 4."),
     )
-    seed = forms.IntegerField(required=False, min_value=1)
-    presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
-    frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
+    seed = forms.IntegerField(label=gettext_lazy("Seed"), required=False, min_value=1)
+    presence_penalty = forms.FloatField(
+        label=gettext_lazy("Presence penalty"), required=False, min_value=-2, max_value=2
+    )
+    frequency_penalty = forms.FloatField(
+        label=gettext_lazy("Frequency penalty"), required=False, min_value=-2, max_value=2
+    )
     response_format = forms.ChoiceField(
+        label=gettext_lazy("Response format"),
         required=False,
         choices=[
-            ("", "Text (default)"),
-            ("json_object", "JSON object"),
-            ("json_schema", "JSON schema"),
+            ("", gettext_lazy("Text (default)")),
+            ("json_object", gettext_lazy("JSON object")),
+            ("json_schema", gettext_lazy("JSON schema")),
         ],
     )
     json_schema = forms.CharField(
+        label=gettext_lazy("JSON schema"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
-        help_text='{"name": "answer", "schema": {...}, "strict": true}, or just the schema.',
+        help_text=gettext_lazy(
+            '{"name": "answer", "schema": {...}, "strict": true}, or just the schema.'
+        ),
     )
-    enable_thinking = forms.BooleanField(required=False)
-    thinking_budget = forms.IntegerField(required=False, min_value=1)
-    logprobs = forms.BooleanField(required=False)
-    top_logprobs = forms.IntegerField(required=False, min_value=0, max_value=20)
-    audio_output = forms.BooleanField(required=False, label="Spoken answer (audio output)")
+    enable_thinking = forms.BooleanField(label=gettext_lazy("Enable thinking"), required=False)
+    thinking_budget = forms.IntegerField(
+        label=gettext_lazy("Thinking budget (tokens)"), required=False, min_value=1
+    )
+    logprobs = forms.BooleanField(label=gettext_lazy("Logprobs"), required=False)
+    top_logprobs = forms.IntegerField(
+        label=gettext_lazy("Alternatives per token"), required=False, min_value=0, max_value=20
+    )
+    audio_output = forms.BooleanField(
+        required=False, label=gettext_lazy("Spoken answer (audio output)")
+    )
     voice = forms.CharField(
-        required=False, max_length=64, widget=forms.TextInput(attrs={"list": "known-voices"})
-    )
-    tools = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"})
-    )
-    tool_choice = forms.CharField(
+        label=gettext_lazy("Voice"),
         required=False,
         max_length=64,
-        help_text="auto, none, required, or the name of one function.",
+        widget=forms.TextInput(attrs={"list": "known-voices"}),
+    )
+    tools = forms.CharField(
+        label=gettext_lazy("Functions (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+    )
+    tool_choice = forms.CharField(
+        label=gettext_lazy("Tool choice"),
+        required=False,
+        max_length=64,
+        help_text=gettext_lazy("auto, none, required, or the name of one function."),
     )
     parallel_tool_calls = forms.NullBooleanField(
+        label=gettext_lazy("Parallel tool calls"),
         required=False,
-        widget=forms.Select(choices=[("", "Default"), ("true", "Yes"), ("false", "No")]),
+        widget=forms.Select(
+            choices=[
+                ("", pgettext_lazy("parallel tool calls", "Default")),
+                ("true", gettext_lazy("Yes")),
+                ("false", gettext_lazy("No")),
+            ]
+        ),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         models = offered_models()  # the upstream's own list when it answers
-        self.fields["model"].choices = [("", f"Default ({settings.PLAYGROUND_MODEL})")] + [
+        # Model names are shown as they are: they are names, not words.
+        self.fields["model"].choices = [("", default_model_label(settings.PLAYGROUND_MODEL))] + [
             (m, m) for m in models
         ]
 
@@ -188,7 +269,12 @@ class SettingsForm(forms.Form):
         lines = [line for line in self.cleaned_data["stop"].splitlines() if line != ""]
         if len(lines) > MAX_STOP:
             raise forms.ValidationError(
-                f"At most {MAX_STOP} stop sequences; you gave {len(lines)}."
+                ngettext(
+                    "At most %(limit)d stop sequences; you gave %(count)d.",
+                    "At most %(limit)d stop sequences; you gave %(count)d.",
+                    len(lines),
+                )
+                % {"limit": MAX_STOP, "count": len(lines)}
             )
         return lines
 
@@ -196,16 +282,16 @@ class SettingsForm(forms.Form):
         text = self.cleaned_data["json_schema"].strip()
         if not text:
             return None
-        value = _json(text, "The JSON schema")
+        value = _json(text, _("The JSON schema"))
         if not isinstance(value, dict):
-            raise forms.ValidationError("The JSON schema must be a JSON object.")
+            raise forms.ValidationError(_("The JSON schema must be a JSON object."))
         wrapped = value if "schema" in value else {"name": "response", "schema": value}
         name = wrapped.get("name", "response")
         if not isinstance(name, str) or not FUNCTION_NAME.match(name):
             raise forms.ValidationError(
-                "The schema's name must be 1 to 64 letters, digits, _ or -."
+                _("The schema's name must be 1 to 64 letters, digits, _ or -.")
             )
-        validate_json_schema(wrapped["schema"], "The schema")
+        validate_json_schema(wrapped["schema"], _("The schema"))
         clean = {"name": name, "schema": wrapped["schema"]}
         if isinstance(wrapped.get("strict"), bool):
             clean["strict"] = wrapped["strict"]
@@ -219,28 +305,36 @@ class SettingsForm(forms.Form):
         data = super().clean()
         if data.get("response_format") == "json_schema" and not data.get("json_schema"):
             if "json_schema" not in self.errors:
-                self.add_error("json_schema", "Give the JSON schema the answer must follow.")
+                self.add_error("json_schema", _("Give the JSON schema the answer must follow."))
         if data.get("thinking_budget") and not data.get("enable_thinking"):
-            self.add_error("thinking_budget", "A thinking budget needs thinking turned on.")
+            self.add_error("thinking_budget", _("A thinking budget needs thinking turned on."))
         if data.get("top_logprobs") is not None and not data.get("logprobs"):
-            self.add_error("top_logprobs", "Top log-probabilities need log-probabilities on.")
+            self.add_error("top_logprobs", _("Top log-probabilities need log-probabilities on."))
         if data.get("audio_output") and data.get("enable_thinking"):
             self.add_error(
                 "audio_output",
-                "The model cannot speak and think in one reply: the vendor offers audio output "
-                "only with thinking off. Turn one of them off.",
+                _(
+                    "The model cannot speak and think in one reply: the vendor offers audio "
+                    "output only with thinking off. Turn one of them off."
+                ),
             )
         if data.get("audio_output") and not (data.get("voice") or "").strip():
-            self.add_error("voice", f"Pick a voice for spoken answers, e.g. {KNOWN_VOICES[0]}.")
+            self.add_error(
+                "voice",
+                _("Pick a voice for spoken answers, e.g. %(voice)s.") % {"voice": KNOWN_VOICES[0]},
+            )
         choice = (data.get("tool_choice") or "").strip()
         names = [t["function"]["name"] for t in data.get("tools") or []]
         if choice and choice not in ("auto", "none", "required") and choice not in names:
             self.add_error(
                 "tool_choice",
-                f"{choice!r} is not one of the tools; use auto, none, required or a tool's name.",
+                _("%(choice)s is not one of the tools; use auto, none, required or a tool's name.")
+                % {"choice": repr(choice)},
             )
         if (choice or data.get("parallel_tool_calls") is not None) and not names:
-            self.add_error("tool_choice", "Tool choice and parallel calls need at least one tool.")
+            self.add_error(
+                "tool_choice", _("Tool choice and parallel calls need at least one tool.")
+            )
         return data
 
     def to_settings(self) -> dict[str, Any]:

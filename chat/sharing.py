@@ -31,6 +31,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
@@ -41,7 +43,7 @@ from .models import Attachment, Conversation, Message, Share, load_attachments
 # 24 random bytes: 192 bits, 32 URL-safe characters.
 TOKEN_BYTES = 24
 DESCRIPTION_LENGTH = 200
-FALLBACK_DESCRIPTION = "A conversation shared from Omni Playground."
+FALLBACK_DESCRIPTION = gettext_lazy("A conversation shared from Omni Playground.")
 
 
 def new_token() -> str:
@@ -108,7 +110,7 @@ def description(messages: list[Message]) -> str:
         text = " ".join(message.content.split())
         if message.role == Message.Role.USER and text:
             return Truncator(text).chars(DESCRIPTION_LENGTH)
-    return FALLBACK_DESCRIPTION
+    return str(FALLBACK_DESCRIPTION)
 
 
 def preview_image(messages: list[Message]) -> tuple[Attachment, str] | None:
@@ -208,11 +210,11 @@ def create_share(request: HttpRequest, conversation_id: int) -> HttpResponse:
     visibility = request.POST.get("visibility", Share.Visibility.ANYONE)
     context = {"conversation": conversation, "visibility": visibility}
     if visibility not in Share.Visibility.values:
-        context["problem"] = "Choose who may open the link."
+        context["problem"] = _("Choose who may open the link.")
         return render(request, "chat/shares.html#share_panel", context, status=422)
     share = create(request.user, conversation, visibility)
     if share is None:
-        context["problem"] = "There is nothing to share yet: send a message first."
+        context["problem"] = _("There is nothing to share yet: send a message first.")
         return render(request, "chat/shares.html#share_panel", context, status=422)
     if not request.htmx:
         return redirect(f"{reverse('shares')}#share-{share.pk}")

@@ -21,6 +21,7 @@ import math
 import time
 
 from django.core.cache import cache
+from django.utils.translation import ngettext
 
 WINDOW = 15 * 60
 PAIR_LIMIT = 5
@@ -105,8 +106,16 @@ def succeeded(username: str, address: str) -> None:
 
 
 def wait_message(seconds: int) -> str:
+    """What a refused log-in says, in the language of the page."""
     if seconds <= 90:
-        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
-    else:
-        wait = f"{math.ceil(seconds / 60)} minutes"
-    return f"Too many failed log-ins. Wait {wait} and try again."
+        return ngettext(
+            "Too many failed log-ins. Wait %(count)d second and try again.",
+            "Too many failed log-ins. Wait %(count)d seconds and try again.",
+            seconds,
+        ) % {"count": seconds}
+    minutes = math.ceil(seconds / 60)
+    return ngettext(
+        "Too many failed log-ins. Wait %(count)d minute and try again.",
+        "Too many failed log-ins. Wait %(count)d minutes and try again.",
+        minutes,
+    ) % {"count": minutes}

@@ -16,6 +16,7 @@ import re
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import translation
 from django.utils.html import format_html
 
 from . import upstream
@@ -77,9 +78,11 @@ async def after_reply(message_id: int, status: str) -> None:
     title is still the provisional one, ask for a title in the background."""
     if status != Message.Status.COMPLETE or not settings.PLAYGROUND_AUTO_TITLES:
         return
-    task = asyncio.get_running_loop().create_task(
-        retitle(message_id), context=contextvars.Context()
-    )
+    # A fresh context, as the reply's job has, in the same language (its provisional title,
+    # "New chat", was written in it).
+    context = contextvars.Context()
+    context.run(translation.activate, translation.get_language() or settings.LANGUAGE_CODE)
+    task = asyncio.get_running_loop().create_task(retitle(message_id), context=context)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 

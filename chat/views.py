@@ -17,6 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -37,7 +39,7 @@ from .settings_form import (
 
 SIDEBAR_SIZE = 200
 # The words of Django's own check (forms.CharField), for text that reaches a view without a form.
-NUL_REFUSAL = "Null characters are not allowed."
+NUL_REFUSAL = gettext_lazy("Null characters are not allowed.")
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -238,7 +240,7 @@ def _error_note(problem: str) -> str:
     return f'<div class="error" data-testid="error" role="alert">{escape(problem)}</div>'
 
 
-BUSY_NOTE = "The server is busy. Nothing was lost: try again in a moment."
+BUSY_NOTE = gettext_lazy("The server is busy. Nothing was lost: try again in a moment.")
 
 
 def busy_answered(retarget_reply: bool = False):
@@ -296,12 +298,12 @@ def _regenerate(user, conversation_id: int, message_id: int):
     )
     parent = Message.objects.filter(pk=earlier.parent_id, conversation=conversation).first()
     if parent is None:  # e.g. an imported conversation that starts with a reply
-        return conversation, None, NO_PROMPT_REFUSAL
+        return conversation, None, str(NO_PROMPT_REFUSAL)
     assistant, payload = turns.begin_reply(conversation, parent)
     return conversation, assistant, payload
 
 
-NO_PROMPT_REFUSAL = "This reply has no message to answer, so it can't be regenerated."
+NO_PROMPT_REFUSAL = gettext_lazy("This reply has no message to answer, so it can't be regenerated.")
 
 
 @require_POST
@@ -420,11 +422,15 @@ def _edit(user, conversation_id: int, message_id: int, text: str, keep: list[str
     )
     kept = list(original.attachments.filter(key__in=keep))
     if "\x00" in text:
-        return NUL_REFUSAL
+        return str(NUL_REFUSAL)
     if not text.strip() and not kept:
-        return "Type a message or keep an attachment."
-    if len(text) > 100_000:
-        return "A message can be at most 100000 characters."
+        return _("Type a message or keep an attachment.")
+    limit = ComposerForm.base_fields["text"].max_length
+    if len(text) > limit:
+        # The composer's own words (forms.ComposerForm).
+        return ComposerForm.base_fields["text"].error_messages["max_length"] % {
+            "limit_value": limit
+        }
     with transaction.atomic():
         edited = Message.objects.create(
             conversation=conversation,
@@ -531,7 +537,9 @@ def conversation_settings(request: HtmxHttpRequest, conversation_id: int) -> Htt
         return _panel(request, conversation, form, status=422)
     conversation.settings = form.to_settings()
     conversation.save(update_fields=["settings"])
-    return _panel(request, conversation, form, saved="Saved. The next reply uses these settings.")
+    return _panel(
+        request, conversation, form, saved=_("Saved. The next reply uses these settings.")
+    )
 
 
 @login_required
@@ -550,13 +558,15 @@ def default_settings(request: HtmxHttpRequest) -> HttpResponse:
         return _panel(request, None, form, status=422)
     with transaction.atomic():
         _save_default(request.user, form.to_settings())
-    return _panel(request, None, form, saved="Saved as the default for new chats.")
+    return _panel(request, None, form, saved=_("Saved as the default for new chats."))
 
 
 def _save_default(user, stored: dict) -> None:
     preset = user.presets.select_for_update().filter(is_default=True).first()
     if preset is None:
-        preset = Preset(owner=user, name=_free_preset_name(user, "Default"))
+        preset = Preset(
+            owner=user, name=_free_preset_name(user, pgettext("preset name", "Default"))
+        )
         preset.is_default = True
     preset.settings = stored
     preset.save()
@@ -583,11 +593,11 @@ def _autosave(request, stored: dict):
                 data.setlist(name, request.POST.getlist(name))
     saved, errors = autosaved_settings(data, stored)
     if saved is not None and not errors:
-        status = "Saved"
+        status = _("Saved")
     elif saved is not None:
-        status = "Saved, except the field marked."
+        status = _("Saved, except the field marked.")
     else:
-        status = "Not saved: fix the field marked."
+        status = _("Not saved: fix the field marked.")
 
     def answer(conversation):
         if "autosave" not in request.POST:
@@ -622,7 +632,7 @@ def save_preset(request: HtmxHttpRequest) -> HttpResponse:
     form = SettingsForm(request.POST)
     raw_name = request.POST.get("preset_name", "")
     name = " ".join(raw_name.split())[:80]
-    problem = NUL_REFUSAL if "\x00" in raw_name else "" if name else "Give the preset a name."
+    problem = NUL_REFUSAL if "\x00" in raw_name else "" if name else _("Give the preset a name.")
     if problem:
         form.is_valid()
         form.add_error(None, problem)
@@ -632,7 +642,7 @@ def save_preset(request: HtmxHttpRequest) -> HttpResponse:
     Preset.objects.update_or_create(
         owner=request.user, name=name, defaults={"settings": form.to_settings()}
     )
-    return _panel(request, conversation, form, saved=f"Saved preset “{name}”.")
+    return _panel(request, conversation, form, saved=_("Saved preset “%(name)s”.") % {"name": name})
 
 
 @require_POST
@@ -646,7 +656,9 @@ def apply_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
         conversation.settings = dict(preset.settings)
         conversation.save(update_fields=["settings"])
     form = SettingsForm(initial=initial_from_settings(preset.settings))
-    return _panel(request, conversation, form, saved=f"Applied “{preset.name}”.")
+    return _panel(
+        request, conversation, form, saved=_("Applied “%(name)s”.") % {"name": preset.name}
+    )
 
 
 @require_POST
@@ -664,7 +676,7 @@ def default_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
         request,
         conversation,
         settings_form_for(request.user, conversation),
-        saved=f"New chats now start with “{preset.name}”.",
+        saved=_("New chats now start with “%(name)s”.") % {"name": preset.name},
     )
 
 
@@ -680,7 +692,7 @@ def delete_preset(request: HtmxHttpRequest, preset_id: int) -> HttpResponse:
         request,
         conversation,
         settings_form_for(request.user, conversation),
-        saved=f"Deleted “{preset.name}”.",
+        saved=_("Deleted “%(name)s”.") % {"name": preset.name},
     )
 
 
@@ -691,7 +703,7 @@ def _conversation_from_post(request) -> tuple[Conversation | None, str]:
     if not value:
         return None, ""
     if not (value.isascii() and value.isdigit()):
-        return None, "The conversation to apply this to is not a number. Reload the page."
+        return None, _("The conversation to apply this to is not a number. Reload the page.")
     if len(value) > 18:  # past any id a database gives out
         raise Http404
     return get_object_or_404(Conversation, pk=int(value), owner=request.user), ""
@@ -736,9 +748,10 @@ def _tool_turn(user, conversation_id: int, message_id: int, results: dict[str, s
     calls = call_message.tool_calls or []
     missing = [c["function"]["name"] for c in calls if not results.get(c["id"], "").strip()]
     if not calls or missing:
-        return f"Give a result for {', '.join(missing)}.", None
+        names = pgettext("list separator", ", ").join(missing)
+        return _("Give a result for %(names)s.") % {"names": names}, None
     if any("\x00" in results[c["id"]] for c in calls):
-        return NUL_REFUSAL, None
+        return str(NUL_REFUSAL), None
     with transaction.atomic():
         parent = call_message
         created = []
@@ -779,7 +792,8 @@ async def tool_results(
         messages[-1], payload, turns.announce(conversation, messages, everything)
     )
     if request.htmx:
-        return HttpResponse('<p class="muted small">Results sent.</p>')
+        sent = escape(_("Results sent."))
+        return HttpResponse(f'<p class="muted small">{sent}</p>')
     return redirect(conversation)
 
 
@@ -791,9 +805,10 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
     """Titles and message text; an empty query shows the grouped list again."""
     query = request.GET.get("q", "").strip()[:200]
     if "\x00" in query:
+        label = escape(_("Saved conversations"))
         return HttpResponse(
             '<nav class="conversation-list" id="conversation-list" '
-            f'aria-label="Saved conversations">{_error_note(NUL_REFUSAL)}</nav>',
+            f'aria-label="{label}">{_error_note(NUL_REFUSAL)}</nav>',
             status=422,
         )
     if query:
@@ -808,10 +823,10 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
 def rename(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     title = " ".join(request.POST.get("title", "").split())[:200]
-    problem = NUL_REFUSAL if "\x00" in title else "" if title else "A title cannot be empty."
+    problem = NUL_REFUSAL if "\x00" in title else "" if title else _("A title cannot be empty.")
     if problem:
         return HttpResponse(
-            f'<p class="error" data-testid="error" role="alert">{problem}</p>', status=422
+            f'<p class="error" data-testid="error" role="alert">{escape(problem)}</p>', status=422
         )
     conversation.title = title
     conversation.save(update_fields=["title"])

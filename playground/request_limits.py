@@ -16,16 +16,20 @@ PLAYGROUND_MAX_BODY_BYTES (2.5 MiB, Django's own default for a form).
 """
 
 import json
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import unquote
 
 from daphne import http_protocol
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
+from django.utils import translation
+from django.utils.translation import gettext as _
 from twisted.internet import reactor
 
 from chat.archive import too_big
 from chat.attachments import human_bytes
+from chat.languages import of_scope
 
 # Room for a multipart form's boundaries and fields around an archive.
 FORM_OVERHEAD = 64 * 1024
@@ -66,14 +70,19 @@ def refusal(name: str | None, limit: int, size: int | None) -> bytes:
         body = render_to_string("chat/archive.html#refusal", {"message": message}).encode()
         kind = b"text/html; charset=utf-8"
     elif name == "upload":
-        body = json.dumps({"error": f"Send at most {human_bytes(limit)} at a time."}).encode()
+        text = _("Send at most %(limit)s at a time.") % {"limit": human_bytes(limit)}
+        body = json.dumps({"error": text}).encode()
         kind = b"application/json"
     elif name == "call_turn":  # in the call's words (chat/calls.py)
-        text = f"An utterance can be at most {human_bytes(limit)}; this one is larger."
+        text = _("An utterance can be at most %(limit)s; this one is larger.") % {
+            "limit": human_bytes(limit)
+        }
         body, kind = json.dumps({"error": text}).encode(), b"application/json"
     else:
-        body = f"This request is too large: this address takes at most {human_bytes(limit)}.\n"
-        body = body.encode()
+        text = _("This request is too large: this address takes at most %(limit)s.") % {
+            "limit": human_bytes(limit)
+        }
+        body = f"{text}\n".encode()
         kind = b"text/plain; charset=utf-8"
     return _answer(b"413 Content Too Large", kind, body)
 
@@ -89,12 +98,26 @@ def _answer(status: bytes, kind: bytes, body: bytes) -> bytes:
 
 def length_required(name: str | None) -> bytes:
     """The 411 answer to a chunked body on a route that takes large ones. Pure."""
-    text = "Send this request with a Content-Length header."
+    text = _("Send this request with a Content-Length header.")
     if name in ("upload", "call_turn"):
         body, kind = json.dumps({"error": text}).encode(), b"application/json"
     else:
         body, kind = text.encode(), b"text/plain; charset=utf-8"
     return _answer(b"411 Length Required", kind, body)
+
+
+def language_of(headers) -> str:
+    """The language of the page that sent a request (its language cookie, else its
+    Accept-Language), from Twisted's headers, as chat.languages finds a socket's."""
+    cookies = {}
+    for line in headers.getRawHeaders(b"cookie") or []:
+        try:
+            parsed = SimpleCookie(line.decode("latin-1"))
+        except CookieError:
+            continue
+        cookies.update({key: morsel.value for key, morsel in parsed.items()})
+    accept = b", ".join(headers.getRawHeaders(b"accept-language") or [])
+    return of_scope({"cookies": cookies, "headers": [(b"accept-language", accept)]})
 
 
 class LimitedRequest(http_protocol.WebRequest):
@@ -148,10 +171,12 @@ class LimitedRequest(http_protocol.WebRequest):
 
         # What follows (the rest of this read, and every later one) is dropped unparsed.
         channel.dataReceived = channel.rawDataReceived = drop
-        if status == 413:
-            answer = refusal(self.route, self.body_limit, size)
-        else:
-            answer = length_required(self.route)
+        # In the sender's words: nothing of Django's has chosen a language for this request.
+        with translation.override(language_of(self.requestHeaders)):
+            if status == 413:
+                answer = refusal(self.route, self.body_limit, size)
+            else:
+                answer = length_required(self.route)
         transport.write(answer)
         if hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()  # the answer, then end of stream; still reading

@@ -3,7 +3,7 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from .. import live_markdown
+from .. import live_markdown, rendering
 
 register = template.Library()
 
@@ -11,7 +11,7 @@ register = template.Library()
 @register.filter
 def markdown_blocks(text: str) -> str:
     """A finished text's sanitised HTML, as its blocks streamed."""
-    return mark_safe(live_markdown.render_blocks(text or ""))
+    return mark_safe(rendering.finished_html(text or ""))
 
 
 @register.filter
