@@ -421,7 +421,7 @@ class Grid:
     comparison: Comparison
     prompt_id: int
     columns: list[Column]
-    summary: list[tuple[str, "Column"]]  # (what, which column), once all have finished
+    summary: list[tuple[str, Column]]  # (what, which column), once all have finished
 
     @property
     def streaming(self) -> bool:
@@ -567,7 +567,7 @@ def again_context(user, conversation_id: int, message_id: int, open_: bool = Fal
     reply = get_object_or_404(
         Message,
         pk=message_id,
-        conversation_id=conversation_id,
+        conversation__pk=conversation_id,  # out of a database id's range: no such reply
         conversation__owner=user,
         role=Message.Role.ASSISTANT,
     )

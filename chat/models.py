@@ -1,4 +1,5 @@
 import math
+from functools import cached_property
 
 from django.conf import settings
 from django.db import models
@@ -107,6 +108,15 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @cached_property
+    def in_grid(self) -> bool:
+        """Whether it is a column of a comparison nobody has decided yet (chat/compare.py): its
+        Retry answers with the column's settings, and it has no "Compare with..." of its own.
+        The transcript sets it for the columns it shows; a reply rendered alone asks."""
+        if self.comparison_id is None:
+            return False
+        return Comparison.objects.filter(pk=self.comparison_id, kept__isnull=True).exists()
 
     @property
     def url(self) -> str:

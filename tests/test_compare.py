@@ -27,9 +27,9 @@ async def columns_sent(page, text: str, columns: list[dict]) -> dict:
 async def replies_of(conversation) -> list[Message]:
     return [
         m
-        async for m in Message.objects.filter(
-            conversation=conversation, role="assistant"
-        ).order_by("column", "pk")
+        async for m in Message.objects.filter(conversation=conversation, role="assistant").order_by(
+            "column", "pk"
+        )
     ]
 
 
