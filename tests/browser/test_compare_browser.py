@@ -55,7 +55,11 @@ def test_two_models_stream_side_by_side_and_the_kept_one_is_gone_on_from(app_ser
     summary = page.locator("[data-testid=compare-summary]")
     expect(summary).to_contain_text("First token")
     expect(summary).to_contain_text("Longest")
+    page.click("[data-testid=dismiss-banner]")
+    page.set_viewport_size({"width": 1280, "height": 1040})
+    page.locator("[data-testid=compare-grid]").evaluate("el => el.scrollIntoView()")
     screenshot(page, "compare-desktop")
+    page.set_viewport_size(DESKTOP)
 
     kept_id = replies[1].get_attribute("data-id")
     columns.nth(1).locator("[data-testid=keep]").click()
