@@ -28,7 +28,7 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import admission, generation, turns, views
@@ -139,7 +139,11 @@ def label(stored: dict[str, Any], preset_name: str = "") -> str:
     if stored.get("enable_thinking"):
         parts.append(_("thinking"))
     if stored.get("max_tokens") is not None:
-        parts.append(_("at most %(count)s tokens") % {"count": stored["max_tokens"]})
+        count = stored["max_tokens"]
+        parts.append(
+            ngettext("at most %(count)s token", "at most %(count)s tokens", count)
+            % {"count": count}
+        )
     if "audio" in (stored.get("modalities") or []):
         parts.append(_("spoken"))
     return " · ".join(str(part) for part in parts)
