@@ -32,7 +32,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import admission, frames, generation, languages, turns
+from . import admission, compare, frames, generation, languages, turns
 from .forms import ComposerForm
 from .live_markdown import normalize
 from .models import Conversation, Message
@@ -48,6 +48,7 @@ MAX_STREAMING = 100  # ids a page names as streaming in one sync
 MAX_KEYS = 100  # attachment keys in one send (the form says how many it takes)
 MAX_KEY_LENGTH = 64
 UNREADABLE = gettext_lazy("That message could not be read.")
+CONVERSATION_GONE = gettext_lazy("This conversation no longer exists.")
 LOGGED_OUT = 4401  # close code: the session ended (the page offers to log in again)
 MESSAGE_TOO_BIG = 1009
 # A socket checks its session at least this often even when nobody says a word: a password
@@ -106,7 +107,7 @@ def read_frame(text: str) -> tuple[str, dict]:
             "after": _an_id(content.get("after")),
             "streaming": [_an_id(i) for i in streaming],
         }
-    if action == "send":
+    if action in ("send", "compare"):
         text, keys = content.get("text", ""), content.get("attachments")
         if keys is None:
             keys = []
@@ -119,6 +120,15 @@ def read_frame(text: str) -> tuple[str, dict]:
                 raise UnreadableFrame("attachment key")
             if not (key.isascii() and key.isprintable()):
                 raise UnreadableFrame("attachment key")
+        if action == "compare":
+            columns = content.get("columns")
+            if not isinstance(columns, list) or len(columns) > compare.MAX_COLUMNS:
+                raise UnreadableFrame("columns")
+            return action, {
+                "text": _well_formed(text),
+                "attachments": keys,
+                "columns": compare.columns_data(columns),
+            }
         return action, {"text": _well_formed(text), "attachments": keys}
     if action == "stop":
         return action, {}
@@ -357,6 +367,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.sync(**args)
         elif action == "send":
             await self.send_turn(**args)
+        elif action == "compare":
+            await self.compare(**args)
         else:
             await self.stop()
 
@@ -428,11 +440,45 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         except Http404:  # deleted meanwhile, from another tab
             form, turn = ComposerForm(data, user=self.scope["user"]), None
             await database_sync_to_async(form.is_valid)()
-            form.add_error(None, _("This conversation no longer exists."))
+            form.add_error(None, CONVERSATION_GONE)
         if turn is None:
             html = await database_sync_to_async(errors_html)(form)
             await self.send_json({"type": "refused", "html": html})
         return turn
+
+    async def compare(self, text: str, attachments: list[str], columns: QueryDict) -> None:
+        """The composer's message to every column (chat/compare.py), answered as `send_turn`
+        answers: `sent`, `refused` with the reasons, or `busy`."""
+        data = columns.copy()
+        data["text"] = text
+        data.setlist("attachments", attachments)
+        try:
+            async with admission.turn_slot():
+                taken = await database_sync_to_async(signed_in)(
+                    self.session_key,
+                    self.scope["user"],
+                    compare.take_comparison,
+                    self.scope["user"],
+                    self.conversation.pk,
+                    data,
+                )
+        except (admission.Busy, OperationalError) as error:
+            if (retry_after := admission.busy_retry_after(error)) is None:
+                raise
+            await self.send_json({"type": "busy", "retry_after": retry_after})
+            return
+        except Http404:  # deleted meanwhile, from another tab
+            taken = ([CONVERSATION_GONE], None)
+        if taken == LOGGED_OUT:
+            await self.logged_out()
+            return
+        reasons, comparison = taken
+        if comparison is None:
+            html = await database_sync_to_async(compare.refusal_html)(reasons)
+            await self.send_json({"type": "refused", "html": html})
+            return
+        await compare.start(comparison)
+        await self.send_json({"type": "sent"})
 
     async def send_message(self, message: Message) -> None:
         html = await database_sync_to_async(message_html)(message, "append")
@@ -559,6 +605,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         for message_id in event["streaming"]:
             self.offsets.pop(message_id, None)
             await generation.request_snapshot(message_id, self.channel_name)
+
+    async def comparison_summary(self, event: dict) -> None:
+        """Every column of a comparison finished (chat/compare.py): its summary row."""
+        await self.send(text_data=event["html"])
 
     async def conversation_retitled(self, event: dict) -> None:
         """The conversation got its title (chat/titles.py): the header and the list show it."""

@@ -1,5 +1,6 @@
 import math
 from decimal import Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db import models
@@ -117,12 +118,26 @@ class Message(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Refreshed by every checkpoint; a streaming row whose lease ran out lost its process.
     checkpoint_at = models.DateTimeField(null=True, blank=True)
+    # A reply made side by side with others (chat/compare.py), and its column there.
+    comparison = models.ForeignKey(
+        "Comparison", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies"
+    )
+    column = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @cached_property
+    def in_grid(self) -> bool:
+        """Whether it is a column of a comparison nobody has decided yet (chat/compare.py): its
+        Retry answers with the column's settings, and it has no "Compare with..." of its own.
+        The transcript sets it for the columns it shows; a reply rendered alone asks."""
+        if self.comparison_id is None:
+            return False
+        return Comparison.objects.filter(pk=self.comparison_id, kept__isnull=True).exists()
 
     @property
     def url(self) -> str:
@@ -387,6 +402,26 @@ def load_attachments(messages: list[Message]) -> None:
             by_message[attachment.message_id].append(attachment)
     for message in messages:
         message._shown_attachments = by_message[message.pk]
+
+
+class Comparison(models.Model):
+    """One prompt answered side by side: 2-4 sibling replies, each with its column's settings,
+    until the person keeps one (or goes on from the one shown first)."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="comparisons"
+    )
+    # The person's message the columns answer.
+    prompt = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    # Each column as chosen: [{"label": "qwen3.5-omni-flash · 0.2", "settings": {...}}].
+    columns = models.JSONField(default=list)
+    kept = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
 
 
 class Preset(models.Model):

@@ -36,7 +36,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from . import branches, files, tool_calls, turns
+from . import branches, compare, files, tool_calls, turns
 from .attachments import _serve_file, copy_attachment
 from .models import Attachment, Conversation, Message, Share, load_attachments
 
@@ -57,7 +57,8 @@ def share_url(share: Share) -> str:
 def snapshot_ids(conversation: Conversation) -> list[int]:
     """The ids of the path the conversation shows now, oldest first."""
     messages = list(conversation.messages.only("id", "parent_id"))
-    return [m.pk for m in branches.shown_path(messages, conversation.current_id)]
+    path = [m.pk for m in branches.shown_path(messages, conversation.current_id)]
+    return path + compare.shared_columns(conversation, path)
 
 
 def create(owner, conversation: Conversation, visibility: str) -> Share | None:
@@ -157,7 +158,7 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     share = live_share(token)
     if not may_open(request.user, share):
         return redirect_to_login(request.get_full_path())
-    messages = snapshot_messages(share)
+    messages = compare.shared_path(snapshot_messages(share))
     if request.method == "GET":
         Share.objects.filter(pk=share.pk).update(opened=F("opened") + 1)
     page_url = share_url(share)
@@ -279,7 +280,7 @@ COPIED_FIELDS = (
 
 def fork(share: Share, viewer) -> Conversation:
     """Copy the snapshot into a new conversation of the viewer's and return it."""
-    messages = snapshot_messages(share)
+    messages = compare.shared_path(snapshot_messages(share))  # the path, not its columns
     copies: list[Attachment] = []
     try:
         with transaction.atomic():

@@ -85,3 +85,19 @@ from . import calls  # noqa: E402  (kept with its URLs: one block to merge)
 urlpatterns += [
     path("c/<int:conversation_id>/call/turn/", calls.turn, name="call_turn"),
 ]
+
+# compare
+from . import compare  # noqa: E402  (kept with its URLs: one block to merge)
+
+urlpatterns += [
+    path("c/<int:conversation_id>/compare/", compare.send, name="compare"),
+    path(
+        "c/<int:conversation_id>/m/<int:message_id>/compare/", compare.again, name="compare_again"
+    ),
+    path(
+        "c/<int:conversation_id>/m/<int:message_id>/compare/retry/",
+        compare.retry_column,
+        name="compare_retry",
+    ),
+    path("c/<int:conversation_id>/m/<int:message_id>/keep/", compare.keep_view, name="keep"),
+]

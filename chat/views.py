@@ -99,9 +99,19 @@ def signup(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _chat_page(
-    request: HtmxHttpRequest, conversation: Conversation | None, form: ComposerForm
+    request: HtmxHttpRequest,
+    conversation: Conversation | None,
+    form: ComposerForm,
+    formset=None,
+    extra: dict | None = None,
 ) -> HttpResponse:
+    """The chat page; `formset`: compare's columns refused (with their reasons), `extra`: more
+    context (the "Compare with..." dialog, open)."""
+    from . import compare  # it builds on this module's views
+
     messages, everything = shown_messages(conversation) if conversation else ([], [])
+    presets = request.user.presets.all()
+    asked = request.GET.get("compare") if conversation else None
     context = {
         "conversation": conversation,
         "groups": sidebar(request.user, SIDEBAR_SIZE),
@@ -109,8 +119,15 @@ def _chat_page(
         "form": form,
         "totals": usage_totals(everything),  # every reply costs, whichever branch is shown
         "settings_form": settings_form_for(request.user, conversation),
-        "presets": request.user.presets.all(),
+        "presets": presets,
         "known_voices": KNOWN_VOICES,
+        # The presets are read once, for the settings panel and the columns alike.
+        "setup": compare.setup(
+            {str(p.pk): (p.name, dict(p.settings)) for p in presets},
+            compare.shown_count(asked) if asked is not None else None,
+            formset,
+        ),
+        **(extra or {}),
     }
     return render(request, "chat/chat.html", context)
 
@@ -153,7 +170,16 @@ def shown_messages(conversation: Conversation) -> tuple[list[Message], list[Mess
     for message in path:
         message.branch = positions.get(message.pk)
         message.has_children = message.pk in parents
-    load_attachments(path)
+    from . import compare  # it builds on this module's views
+
+    columns = []
+    if grid := compare.open_grid(path, everything):  # the columns of an undecided comparison
+        columns = [column.reply for column in grid.columns if column.reply not in path]
+        for column in grid.columns:
+            column.reply.branch = positions.get(column.reply.pk)
+            column.reply.in_grid = True
+        path[-1].grid = grid
+    load_attachments(path + columns)
     tool_calls.name_results(path)
     return path, everything
 
@@ -347,8 +373,10 @@ def _transcript_frame(conversation: Conversation) -> tuple[str, int, list[int]]:
         "chat/chat.html#transcript",
         {"messages": messages, "conversation": conversation, "replace": True},
     )
-    streaming = [m.pk for m in messages if m.status == Message.Status.STREAMING]
-    return html, max((m.pk for m in messages), default=0), streaming
+    grid = getattr(messages[-1], "grid", None) if messages else None
+    shown = messages + ([column.reply for column in grid.columns] if grid else [])
+    streaming = [m.pk for m in shown if m.status == Message.Status.STREAMING]
+    return html, max((m.pk for m in shown), default=0), list(dict.fromkeys(streaming))
 
 
 @require_POST

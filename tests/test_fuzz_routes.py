@@ -163,6 +163,18 @@ SETTINGS_KEYS = list(SettingsForm.base_fields)  # every field of the settings pa
 SETTINGS_FOCUS = ["tools", "json_schema", "system_prompt", "stop", "voice", "tool_choice"]
 
 
+# Compare's composer: the message and two columns' fields (chat/compare.py).
+COLUMN_KEYS = [
+    "text",
+    "columns-TOTAL_FORMS",
+    "columns-INITIAL_FORMS",
+    *(f"columns-{n}-{name}" for n in (0, 1) for name in ("model", "preset", "temperature")),
+    "columns-1-thinking",
+    "columns-1-max_tokens",
+    "columns-1-audio",
+]
+
+
 @dataclass(frozen=True)
 class Route:
     methods: tuple[str, ...]
@@ -230,6 +242,12 @@ ROUTES = {
     "export_zip": Route(("GET",), [], ("conversation_id",)),
     "import_conversation": Route(("POST",), ["archive"]),
     "call_turn": Route(("POST",), ["text"], ("conversation_id",), sends=True),
+    "compare": Route(("POST",), COLUMN_KEYS, ("conversation_id",), sends=True),
+    "compare_again": Route(
+        ("GET", "POST"), COLUMN_KEYS, ("conversation_id", "message_id"), sends=True
+    ),
+    "compare_retry": Route(("POST",), [], ("conversation_id", "message_id"), sends=True),
+    "keep": Route(("POST",), [], ("conversation_id", "message_id")),
 }
 
 

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.urls import get_resolver
 
-from chat.models import Attachment, Conversation, Message, Preset, Share
+from chat.models import Attachment, Comparison, Conversation, Message, Preset, Share
 from playground.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +64,11 @@ def world(django_user_model, tmp_path):
         status="error",
         request={"model": "m", "messages": []},
     )
+    comparison = Comparison.objects.create(
+        conversation=conversation, prompt=question, columns=[{"label": "m", "settings": {}}]
+    )
+    answer.comparison, answer.column = comparison, 0
+    answer.save()
     conversation.current = answer
     conversation.save()
     attachment = Attachment.objects.create(
@@ -108,6 +113,10 @@ def world(django_user_model, tmp_path):
         "export_markdown": ("get", f"/c/{c}/export.md"),
         "export_zip": ("get", f"/c/{c}/export.zip"),
         "call_turn": ("post", f"/c/{c}/call/turn/"),
+        "compare": ("post", f"/c/{c}/compare/"),
+        "compare_again": ("get", f"/c/{c}/m/{m}/compare/"),
+        "compare_retry": ("post", f"/c/{c}/m/{m}/compare/retry/"),
+        "keep": ("post", f"/c/{c}/m/{m}/keep/"),
     }
     return alice, bob, conversation, requests
 

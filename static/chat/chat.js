@@ -187,7 +187,14 @@
 
   function sendFrame(form) {
     var data = new FormData(form);
-    return JSON.stringify({ action: "send", text: data.get("text") || "", attachments: data.getAll("attachments") });
+    var frame = { action: "send", text: data.get("text") || "", attachments: data.getAll("attachments") };
+    // In compare mode (static/chat/compare.js) the message goes to every column.
+    var columns = window.PlaygroundCompare && window.PlaygroundCompare.columns(form);
+    if (columns) {
+      frame.action = "compare";
+      frame.columns = columns;
+    }
+    return JSON.stringify(frame);
   }
 
   function onBusy(retryAfter) {
