@@ -36,6 +36,9 @@ BLOCK_TRANSLATIONS = re.compile(
 CLASS_BLOCKS = re.compile(r"\{%\s*block body_class\s*%\}.*?\{%\s*endblock\s*%\}", re.DOTALL)
 TAGS = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
 LETTER = re.compile(r"[A-Za-z]")
+# A string given to an included template ({% include ... with label="..." %}) is shown there.
+INCLUDES = re.compile(r"\{%\s*include\b.*?%\}", re.DOTALL)
+INCLUDE_LITERALS = re.compile(r"(?<![\w(])(\w+)=(\"[^\"]*\"|'[^']*')")
 
 
 def blank(match: re.Match) -> str:
@@ -44,7 +47,7 @@ def blank(match: re.Match) -> str:
 
 
 def without_template_tags(source: str) -> str:
-    """The template's HTML with comments dropped and every tag (translations first) a placeholder."""
+    """The HTML with comments dropped and each tag (translations first) a placeholder."""
     source = COMMENTS.sub(lambda m: "\n" * m.group().count("\n"), source)
     source = CLASS_BLOCKS.sub(blank, source)
     source = BLOCK_TRANSLATIONS.sub(blank, source)
@@ -99,12 +102,25 @@ class EnglishFinder(HTMLParser):
         self.report(line, data)
 
 
+def untranslated_includes(source: str, name: str) -> list[str]:
+    """The literal strings with a letter handed to included templates (not through _("..."))."""
+    found = []
+    for tag in INCLUDES.finditer(source):
+        for literal in INCLUDE_LITERALS.finditer(tag.group()):
+            if readable(literal.group(2)[1:-1]):
+                line = source[: tag.start() + literal.start()].count("\n") + 1
+                found.append(f"{name}:{line}: {literal.group(2)[1:-1]}")
+    return found
+
+
 def untranslated(source: str, name: str) -> list[str]:
-    """"file:line: text" for each English string of the template outside the translation tags."""
+    """A "file:line: text" for each English string of the template outside the translation tags."""
+    source = COMMENTS.sub(lambda m: "\n" * m.group().count("\n"), source)
+    found = untranslated_includes(source, name)
     finder = EnglishFinder(name)
     finder.feed(without_template_tags(source))
     finder.close()
-    return finder.found
+    return found + finder.found
 
 
 def test_every_english_string_a_person_reads_in_the_templates_is_marked_for_translation():
@@ -117,16 +133,18 @@ def test_every_english_string_a_person_reads_in_the_templates_is_marked_for_tran
     assert not found, "Not marked for translation:\n" + "\n".join(found)
 
 
-def test_the_check_reports_an_unmarked_button_label_and_an_unmarked_title():
+def test_the_check_reports_an_unmarked_button_label_title_and_included_label():
     source = """{% load i18n %}{# a comment in English #}
 <form hx-post="/send/">
   <button type="submit" class="send">Send</button>
   <span title="Close the list">{% translate "Marked" %}</span>
+  {% include "chat/field.html" with field=form.name label=_("Name") note="Shown to others" %}
   <input type="submit" value="{% translate 'Save' %}" aria-label="{{ label }}">
   <p>{% blocktranslate trimmed with n=count %}Sent {{ n }}
   times{% endblocktranslate %} · <kbd>Ctrl</kbd> Omni Playground</p>
 </form>"""
     assert untranslated(source, "sample.html") == [
+        "sample.html:5: Shown to others",  # handed to an included template
         "sample.html:3: Send",
         "sample.html:4: Close the list",
     ]
