@@ -2,6 +2,7 @@
 together as sibling replies; Stop stops all; Keep makes the branch; a column's Retry; "Compare
 with..."; a share shows the columns; bad columns are refused in place."""
 
+import asyncio
 import time
 
 import pytest
@@ -318,3 +319,48 @@ def test_a_conversation_can_be_deleted_with_its_comparisons(alice):
     Comparison.objects.create(conversation=conversation, prompt=prompt, columns=[])
     conversation.delete()
     assert not Comparison.objects.exists()
+
+
+async def test_an_image_goes_to_every_column_streamed_from_storage(
+    upstream_is_simulator, alice, tmp_path
+):
+    from chat.payloads import InlineMedia
+    from tests.media_files import make_image
+    from tests.test_media_to_model import upload
+
+    path = tmp_path / "sample.png"
+    make_image(path, "PNG")
+    client = await logged_in(alice)
+    status = await upload(client, path)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    answered = len(page.answers)
+    await page.ws.send_json_to(
+        {
+            "action": "compare",
+            "text": "What is this? [sim:delay=0]",
+            "attachments": [status["key"]],
+            "columns": [{"model": ""}, {"model": PLUS}],
+        }
+    )
+    await page.receive_until(lambda p: len(p.answers) > answered)
+    assert page.answers[answered] == {"type": "sent"}
+    finals = [await wait_final(r.pk) for r in await replies_of(conversation)]
+    size = path.stat().st_size
+    for reply in finals:
+        assert reply.status == "complete"
+        [part] = [p for p in reply.request["messages"][-1]["content"] if p["type"] != "text"]
+        assert part["type"] == "image_url"
+        assert "image/png" in reply.content and f"{size:,} bytes" in reply.content
+
+    # Each column's body holds a stand-in that streams the file as the request is written.
+    taken = await asyncio.to_thread(  # saved, not started: only its bodies are looked at
+        compare._again,
+        conversation.pk,
+        finals[0].parent_id,
+        [{"label": "a", "settings": {}}, {"label": "b", "settings": {}}],
+    )
+    for payload in taken.payloads:
+        [part] = [p for p in payload["messages"][-1]["content"] if p["type"] != "text"]
+        assert isinstance(part["image_url"]["url"], InlineMedia)
+    await page.ws.disconnect()
