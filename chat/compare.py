@@ -30,6 +30,7 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from . import admission, generation, turns, views
 from .forms import ComposerForm
@@ -214,13 +215,19 @@ class Taken:
     payloads: list[dict]
 
 
-def take_comparison(user, conversation_id: int, data: QueryDict) -> tuple[list[str], Taken | None]:
+def take_comparison(
+    user, conversation_id: int | None, data: QueryDict
+) -> tuple[list[str], Taken | None]:
     """Validate the composer and the columns and, if they are right, save the person's message
-    and a streaming reply per column: ([], the comparison), or (the reasons, None)."""
-    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=user)
+    and a streaming reply per column: ([], the comparison), or (the reasons, None). With no
+    conversation, a new chat's first message: the conversation is created with it."""
+    if conversation_id is None:
+        base = turns.default_settings(user)
+    else:
+        base = get_object_or_404(Conversation, pk=conversation_id, owner=user).settings
     form = ComposerForm(data, user=user)
     formset = ColumnFormSet(data, presets=presets_of(user))
-    columns = chosen_columns(conversation.settings, formset)
+    columns = chosen_columns(base, formset)
     if not form.is_valid() or columns is None:
         return refusals(form, formset), None
     return [], _create(user, conversation_id, form.cleaned_data, columns)
@@ -526,24 +533,29 @@ def refusal_html(reasons: list[str]) -> str:
 
 
 def _done(request, conversation_id: int) -> HttpResponse:
-    return HttpResponse(status=204) if request.htmx else redirect("conversation", conversation_id)
+    if not request.htmx:
+        return redirect("conversation", conversation_id)
+    return HttpResponse(status=204)
 
 
-def _refused(request, conversation_id: int, reasons: list[str], status: int = 422):
+def _refused(request, conversation_id: int | None, reasons: list[str], status: int = 422):
     if request.htmx:
         return HttpResponse(refusal_html(reasons), status=status)
     return _refused_page(request, conversation_id, reasons, status)
 
 
-def _refused_page(request, conversation_id: int, reasons: list[str], status: int):
+def _refused_page(request, conversation_id: int | None, reasons: list[str], status: int):
     """Without scripts: the chat page in compare mode again, the reasons beside the composer."""
-    conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    conversation = None
+    if conversation_id is not None:
+        conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     form = ComposerForm(request.POST, user=request.user)
     form.is_valid()
     form.errors[NON_FIELD_ERRORS] = form.error_class(reasons)
     formset = ColumnFormSet(request.POST, presets=presets_of(request.user))
     formset.is_valid()
-    chosen_columns(conversation.settings, formset)  # the columns' reasons, in place
+    base = conversation.settings if conversation else turns.default_settings(request.user)
+    chosen_columns(base, formset)  # the columns' reasons, in place
     response = views._chat_page(request, conversation, form, formset=formset)
     response.status_code = status
     return response
@@ -552,9 +564,10 @@ def _refused_page(request, conversation_id: int, reasons: list[str], status: int
 @require_POST
 @views.busy_answered()
 @login_required
-async def send(request, conversation_id: int) -> HttpResponse:
-    """POST /c/<id>/compare/: the composer's message to every column (without scripts; the
-    page sends it over its socket, ConversationConsumer.compare)."""
+async def send(request, conversation_id: int | None = None) -> HttpResponse:
+    """POST /c/<id>/compare/ (or /new/compare/, a new chat's first message): the composer's
+    message to every column, without scripts (the page sends it over its socket,
+    ConversationConsumer.compare)."""
     user = await request.auser()
     async with admission.turn_slot():
         reasons, taken = await sync_to_async(admission.gives_back_connection(take_comparison))(
@@ -563,7 +576,9 @@ async def send(request, conversation_id: int) -> HttpResponse:
     if taken is None:
         return await sync_to_async(_refused)(request, conversation_id, reasons)
     await start(taken)
-    return _done(request, conversation_id)
+    if conversation_id is None and request.htmx:
+        return HttpResponseClientRedirect(taken.conversation.get_absolute_url())
+    return _done(request, taken.conversation.pk)
 
 
 def again_context(user, conversation_id: int, message_id: int, open_: bool = False) -> dict:

@@ -26,7 +26,7 @@ from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.template.loader import render_to_string
 
-from . import admission, generation, turns
+from . import admission, compare, generation, turns
 from .consumers import LOGGED_OUT, ConversationConsumer, errors_html, signed_in
 from .conversations import sidebar
 from .forms import ComposerForm
@@ -69,9 +69,15 @@ def page_request(scope: dict) -> HttpRequest:
     return request
 
 
-def composer_html(scope: dict, conversation: Conversation) -> str:
-    """The composer of the conversation's page: it sends to the conversation, and has Stop."""
+def composer_html(scope: dict, conversation: Conversation, columns: QueryDict | None = None) -> str:
+    """The composer of the conversation's page: it sends to the conversation, and has Stop;
+    `columns`: compare's columns as they were sent, still set up (without, the page's Compare
+    button brings them with the page)."""
     context = {"conversation": conversation, "form": ComposerForm()}
+    if columns is not None:
+        presets = compare.presets_of(scope["user"])
+        formset = compare.ColumnFormSet(columns, presets=presets)
+        context["setup"] = compare.setup(presets, None, formset)
     return render_to_string("chat/chat.html#composer", context, request=page_request(scope))
 
 
@@ -83,7 +89,15 @@ def first_turn(user, data: QueryDict, scope: dict):
     return form, turn, composer
 
 
-def page_parts(scope: dict, conversation: Conversation) -> str:
+def first_comparison(user, data: QueryDict, scope: dict):
+    """`compare.take_comparison` for a new conversation and, if it was taken, its page's
+    composer with the columns still set up."""
+    reasons, taken = compare.take_comparison(user, None, data)
+    composer = composer_html(scope, taken.conversation, data) if taken is not None else ""
+    return reasons, taken, composer
+
+
+def page_parts(scope: dict, conversation: Conversation, comparing: bool = False) -> str:
     """The other parts of the chat page that differ between a new chat and its conversation,
     each swapped in by its id: the header (title, the conversation's menu, share), the
     conversation list (with this one in it) and the settings panel (saving to it)."""
@@ -98,6 +112,7 @@ def page_parts(scope: dict, conversation: Conversation) -> str:
         "settings_form": settings_form_for(user, conversation),
         "presets": user.presets.all(),
         "known_voices": KNOWN_VOICES,
+        "setup": compare.setup({}, compare.MIN_COLUMNS if comparing else None),  # its button
     }
     return "".join(
         render_to_string(name, context, request=request)
@@ -152,16 +167,26 @@ class NewChatConsumer(ConversationConsumer):
             else:
                 await self.create(text, attachments)
 
-    async def create(self, text: str, attachments: list[str]) -> None:
+    async def compare(self, text: str, attachments: list[str], columns: QueryDict) -> None:
+        async with self.creating:
+            if self.conversation is not None:
+                await super().compare(text, attachments, columns)
+            else:
+                await self.create(text, attachments, columns)
+
+    async def create(
+        self, text: str, attachments: list[str], columns: QueryDict | None = None
+    ) -> None:
         """The first message: the conversation is created with it, as the form post does."""
-        data = QueryDict(mutable=True)
+        data = QueryDict(mutable=True) if columns is None else columns.copy()
         data["text"] = text
         data.setlist("attachments", attachments)
         user = self.scope["user"]
+        first = first_turn if columns is None else first_comparison
         try:
             async with admission.turn_slot():  # as every turn (chat/admission.py)
                 taken = await database_sync_to_async(signed_in)(
-                    self.session_key, user, first_turn, user, data, self.scope
+                    self.session_key, user, first, user, data, self.scope
                 )
         except (admission.Busy, OperationalError) as error:
             if (retry_after := admission.busy_retry_after(error)) is None:
@@ -171,22 +196,32 @@ class NewChatConsumer(ConversationConsumer):
         if taken == LOGGED_OUT:
             await self.logged_out()
             return
-        form, turn, composer = taken
+        refusal, turn, composer = taken
         if turn is None:  # still unbound: the page keeps its text, with the reasons
-            html = await database_sync_to_async(errors_html)(form)
+            if columns is None:
+                html = await database_sync_to_async(errors_html)(refusal)
+            else:
+                html = await database_sync_to_async(compare.refusal_html)(refusal)
             await self.send_json({"type": "refused", "html": html})
             return
-        conversation, messages, payload, everything = turn
-        await self.bind(conversation)  # before the messages are announced to its group
-        await generation.start(
-            messages[-1], payload, turns.announce(conversation, messages, everything)
-        )
+        if columns is None:
+            conversation, messages, payload, everything = turn
+            await self.bind(conversation)  # before the messages are announced to its group
+            await generation.start(
+                messages[-1], payload, turns.announce(conversation, messages, everything)
+            )
+        else:
+            conversation = turn.conversation
+            await self.bind(conversation)
+            await compare.start(turn)
         await self.send_json(created_frame(conversation))
         await self.send(text_data=composer)
         await self.send_json({"type": "sent"})
-        self.parts_task = asyncio.create_task(self.parts_after_first_text(conversation))
+        self.parts_task = asyncio.create_task(
+            self.parts_after_first_text(conversation, columns is not None)
+        )
 
-    async def parts_after_first_text(self, conversation: Conversation) -> None:
+    async def parts_after_first_text(self, conversation: Conversation, comparing: bool) -> None:
         """Render the parts of the page once the reply's first text has gone out and had time
         to be painted (or PARTS_WAIT_SECONDS passed), and hand them to this consumer through
         the channel layer, so they go out among its other frames, in order."""
@@ -196,7 +231,7 @@ class NewChatConsumer(ConversationConsumer):
                 await asyncio.sleep(PAINT_SECONDS)
         except TimeoutError:
             pass
-        html = await database_sync_to_async(page_parts)(self.scope, conversation)
+        html = await database_sync_to_async(page_parts)(self.scope, conversation, comparing)
         await self.channel_layer.send(self.channel_name, {"type": "new_chat.parts", "html": html})
 
     # Frames from the channel layer

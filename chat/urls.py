@@ -90,6 +90,7 @@ urlpatterns += [
 from . import compare  # noqa: E402  (kept with its URLs: one block to merge)
 
 urlpatterns += [
+    path("new/compare/", compare.send, name="compare_new"),
     path("c/<int:conversation_id>/compare/", compare.send, name="compare"),
     path(
         "c/<int:conversation_id>/m/<int:message_id>/compare/", compare.again, name="compare_again"

@@ -111,7 +111,7 @@ def _chat_page(
 
     messages, everything = shown_messages(conversation) if conversation else ([], [])
     presets = request.user.presets.all()
-    asked = request.GET.get("compare") if conversation else None
+    asked = request.GET.get("compare")
     context = {
         "conversation": conversation,
         "groups": sidebar(request.user, SIDEBAR_SIZE),

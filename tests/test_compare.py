@@ -364,3 +364,62 @@ async def test_an_image_goes_to_every_column_streamed_from_storage(
         [part] = [p for p in payload["messages"][-1]["content"] if p["type"] != "text"]
         assert isinstance(part["image_url"]["url"], InlineMedia)
     await page.ws.disconnect()
+
+
+async def test_a_new_chats_first_message_can_go_to_columns(upstream_is_simulator, alice):
+    from tests.test_new_chat_socket import PartsPage, answer, open_new_chat
+
+    client = await logged_in(alice)
+    page = PartsPage((await open_new_chat(client)).ws)
+    await page.ws.send_json_to(
+        {
+            "action": "compare",
+            "text": "First, side by side [sim:delay=0.005]",
+            "columns": [{"model": ""}, {"model": PLUS, "temperature": "0.3"}],
+        }
+    )
+    created = await answer(page, "created")
+    assert (await answer(page, "sent", "refused"))["type"] == "sent"
+    conversation = await Conversation.objects.aget(pk=created["id"])
+    assert conversation.owner_id == alice.pk
+    replies = await replies_of(conversation)
+    assert [r.column for r in replies] == [0, 1]
+    for reply in replies:
+        assert await page.receive_until_final(reply.pk) == "complete"
+    # The conversation's composer keeps the columns as they were sent.
+    assert f'hx-post="/c/{conversation.pk}/compare/"' in page.composer
+    assert 'value="0.3"' in page.composer and f'value="{PLUS}" selected' in page.composer
+    parts = await page.receive_parts()
+    assert 'data-testid="compare"' in parts and 'aria-pressed="true"' in parts
+    html = (await client.get(f"/c/{conversation.pk}/")).content.decode()
+    assert html.count('data-testid="compare-column"') == 2
+
+    refused_page = PartsPage((await open_new_chat(client)).ws)
+    await refused_page.ws.send_json_to(
+        {"action": "compare", "text": "One column", "columns": [{"model": ""}]}
+    )
+    refused = await answer(refused_page, "created", "refused")
+    assert refused["type"] == "refused" and "2 to 4 columns" in refused["html"]
+    assert await Conversation.objects.acount() == 1
+    await page.ws.disconnect()
+    await refused_page.ws.disconnect()
+
+
+async def test_without_scripts_a_new_chat_posts_its_columns(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    page = (await client.get("/new/?compare=3")).content.decode()
+    assert 'action="/new/compare/"' in page and 'name="columns-TOTAL_FORMS" value="3"' in page
+    data = {
+        "text": "Posted [sim:delay=0]",
+        "columns-TOTAL_FORMS": "2",
+        "columns-INITIAL_FORMS": "0",
+        "columns-1-model": PLUS,
+    }
+    response = await client.post("/new/compare/", data)
+    conversation = await Conversation.objects.aget()
+    assert response.status_code == 302 and response["Location"] == f"/c/{conversation.pk}/"
+    for reply in await replies_of(conversation):
+        assert (await wait_final(reply.pk)).status == "complete"
+    refused = await client.post("/new/compare/", {**data, "columns-TOTAL_FORMS": "1"})
+    assert refused.status_code == 422 and "2 to 4 columns" in refused.content.decode()
+    assert await Conversation.objects.acount() == 1

@@ -242,6 +242,7 @@ ROUTES = {
     "export_zip": Route(("GET",), [], ("conversation_id",)),
     "import_conversation": Route(("POST",), ["archive"]),
     "call_turn": Route(("POST",), ["text"], ("conversation_id",), sends=True),
+    "compare_new": Route(("POST",), COLUMN_KEYS, sends=True),
     "compare": Route(("POST",), COLUMN_KEYS, ("conversation_id",), sends=True),
     "compare_again": Route(
         ("GET", "POST"), COLUMN_KEYS, ("conversation_id", "message_id"), sends=True

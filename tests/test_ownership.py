@@ -22,6 +22,7 @@ NOT_OWNED = {
     "signup",
     "new_chat",
     "send_new",
+    "compare_new",
     "search",
     "default_settings",
     "save_preset",

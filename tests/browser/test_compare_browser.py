@@ -1,6 +1,8 @@
 """Compare in a real browser: two models side by side streaming together, keep the second and go
 on from it; on a phone the columns are tabs."""
 
+import re
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in, screenshot
@@ -83,8 +85,9 @@ def test_on_a_phone_the_columns_are_tabs_with_their_status(app_server, new_conte
     app_server.create_user("phone-comparer")
     page = new_context(viewport=PHONE).new_page()
     log_in(page, app_server, "phone-comparer")
-    _first_message(page, app_server)
+    page.goto(app_server.url + "/new/")  # a new chat's first message, to the columns at once
     _compare(page, "Side by side on a phone [sim:delay=0.02]")
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
     columns = page.locator(COLUMNS)
     expect(columns).to_have_count(2)
     tabs = page.locator("[data-testid=compare-tab]")

@@ -50,8 +50,9 @@ VISIBLE_STRINGS = """(skip) => {
 
 
 def english_of(locale: str) -> tuple[set[str], list[str]]:
-    """The catalogue's English (where the translation differs): whole short msgids (single words, compared whole) and the
-    fragments of longer ones between placeholders and tags (found anywhere in a string)."""
+    """The catalogue's English (where the translation differs): whole short msgids (single
+    words, compared whole) and the fragments of longer ones between placeholders and tags
+    (found anywhere in a string)."""
     words: set[str] = set()
     fragments: list[str] = []
     for domain in ("django", "djangojs"):
