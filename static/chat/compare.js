@@ -90,6 +90,8 @@
     if (action === "toggle-compare") {
       // Without the composer's columns on this page (a plain link then), the page comes with them.
       if (toggle(form)) event.preventDefault();
+      var menu = target.closest("details");
+      if (menu) menu.open = false;
     } else if (action === "add-column" || action === "remove-column") {
       var setup = target.closest(".compare-setup");
       if (!setup) return;

@@ -183,7 +183,16 @@ def test_the_arabic_page_is_mirrored_and_code_stays_left_to_right(app_server, ne
     send = phone.locator("[data-testid=send]").bounding_box()
     composer = phone.locator("textarea[name=text]").bounding_box()
     assert send["x"] + send["width"] <= composer["x"] + 1, (send, composer)
-    assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth + 1")
+    wide = phone.evaluate(  # what sticks out of the page, if anything
+        """() => [...document.querySelectorAll('body *')]
+          .filter(e => !e.closest('.sidebar'))
+          .filter(e => {
+            const box = e.getBoundingClientRect();
+            return box.left < -1 || box.right > innerWidth + 1;
+          })
+          .map(e => e.tagName + ' ' + Math.round(e.getBoundingClientRect().left))"""
+    )
+    assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth + 1"), wide
     screenshot(phone, "languages-ar-phone")
 
 

@@ -40,5 +40,5 @@ def test_an_archive_over_the_import_limit_is_refused_in_place(new_context, tmp_p
         # Without the page's check, the app refuses it from its declared length.
         form.locator("input[type=file]").evaluate("input => delete input.dataset.maxBytes")
         form.locator("[data-testid=import]").click()
-        expect(error).to_contain_text("This archive is 16.1 KB; archives of up to 4 KB")
+        expect(error).to_contain_text("This archive is 16 KB; archives of up to 4 KB")
         assert len(posts) == 1
