@@ -21,23 +21,27 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from django.utils.translation import gettext_noop
+
 Fault = Literal["drop", "malformed", "error", "stall"]
 FAULTS: tuple[Fault, ...] = ("drop", "malformed", "error", "stall")
 
 MAX_LENGTH = 100_000
 MAX_DELAY = 10.0
 
+# The list the `[sim:help]` reply gives (in English, as all its replies), and the chat page's
+# banner shows in the page's language (marked here for the translators, translated there).
 HELP: tuple[tuple[str, str], ...] = (
-    ("[sim:help]", "this list"),
-    ("[sim:status=N]", "answer HTTP error N (401, 403, 429, 500, 502, 503, ...)"),
-    ("[sim:vendor-error]", "a 400 in the vendor's error shape"),
-    ("[sim:drop]", "drop the connection mid-stream"),
-    ("[sim:malformed]", "send an event that is not JSON"),
-    ("[sim:error]", "send an error event mid-stream"),
-    ("[sim:stall]", "stop sending for 600 s"),
-    ("[sim:delay=0.2]", "seconds to wait before each token"),
-    ("[sim:length=N]", "reply with exactly N tokens"),
-    ("[sim:tool]", "call the first tool sent"),
+    ("[sim:help]", gettext_noop("this list")),
+    ("[sim:status=N]", gettext_noop("answer HTTP error N (401, 403, 429, 500, 502, 503, ...)")),
+    ("[sim:vendor-error]", gettext_noop("a 400 in the vendor's error shape")),
+    ("[sim:drop]", gettext_noop("drop the connection mid-stream")),
+    ("[sim:malformed]", gettext_noop("send an event that is not JSON")),
+    ("[sim:error]", gettext_noop("send an error event mid-stream")),
+    ("[sim:stall]", gettext_noop("stop sending for 600 s")),
+    ("[sim:delay=0.2]", gettext_noop("seconds to wait before each token")),
+    ("[sim:length=N]", gettext_noop("reply with exactly N tokens")),
+    ("[sim:tool]", gettext_noop("call the first tool sent")),
 )
 
 _DIRECTIVE = re.compile(r"\[sim:([a-z-]+)(?:=([^\]\s]*))?\]")

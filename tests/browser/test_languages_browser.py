@@ -90,6 +90,11 @@ def test_the_chinese_interface_shows_no_english_of_its_own(app_server, new_conte
     page.goto(app_server.url + "/new/")
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     assert english_left(page, "zh_Hans") == []
+    directives = page.locator("[data-testid=simulator-directives]")
+    directives.locator("summary").click()  # the simulator's directives, explained
+    expect(directives.locator("li").first).to_be_visible()
+    assert english_left(page, "zh_Hans") == []
+    directives.locator("summary").click()
 
     page.fill("textarea[name=text]", "你好，请描述你收到的内容。")
     page.click("[data-testid=send]")
