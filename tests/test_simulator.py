@@ -551,3 +551,19 @@ def test_request_errors_accepts_a_rich_valid_request() -> None:
     ]
     assert request_errors(body) == []
     assert request_errors({**body, "model": PLUS}) == []
+
+
+def test_the_simulator_runs_without_the_apps_settings():
+    """`python -m chat.simulator` is a server of its own: nothing it imports reads Django's
+    settings (its directives are marked for the translators without Django's gettext_noop)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = "import chat.simulator.app, chat.simulator.directives as d; print(d.HELP[0][1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "this list"

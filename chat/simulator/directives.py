@@ -21,13 +21,18 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from django.utils.translation import gettext_noop
-
 Fault = Literal["drop", "malformed", "error", "stall"]
 FAULTS: tuple[Fault, ...] = ("drop", "malformed", "error", "stall")
 
 MAX_LENGTH = 100_000
 MAX_DELAY = 10.0
+
+
+def gettext_noop(message: str) -> str:
+    """Marks a string for the translators (makemessages looks for this name) and leaves it as
+    it is. Not Django's: that one reads the settings, and the simulator runs without them."""
+    return message
+
 
 # The list the `[sim:help]` reply gives (in English, as all its replies), and the chat page's
 # banner shows in the page's language (marked here for the translators, translated there).
