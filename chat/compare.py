@@ -242,14 +242,7 @@ def _create(user, conversation_id: int, cleaned: dict, columns: list[dict]) -> T
         cleaned["attachments"],
         reply_settings=lambda _stored: columns[0]["settings"],
     )
-    replies, payloads = [first], [payload]
-    for column in columns[1:]:
-        reply, payload = turns.begin_reply(conversation, prompt, everything, column["settings"])
-        everything.append(reply)
-        replies.append(reply)
-        payloads.append(payload)
-    _record(conversation, prompt, replies, columns)
-    return Taken(conversation, prompt, replies, payloads)
+    return _answer_in_columns(conversation, prompt, everything, columns, [(first, payload)])
 
 
 def take_again(user, conversation_id: int, message_id: int, data: QueryDict):
@@ -270,17 +263,24 @@ def _again(conversation_id: int, prompt_id: int, columns: list[dict]) -> Taken:
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     everything = list(conversation.messages.only(*turns.TURN_FIELDS))
     prompt = next(m for m in everything if m.pk == prompt_id)
-    replies, payloads = [], []
-    for column in columns:
+    return _answer_in_columns(conversation, prompt, everything, columns)
+
+
+def _answer_in_columns(
+    conversation: Conversation,
+    prompt: Message,
+    everything: list[Message],
+    columns: list[dict],
+    made: list[tuple[Message, dict]] | None = None,
+) -> Taken:
+    """A streaming reply to `prompt` for each column (after those `made` already, in order),
+    recorded as one comparison."""
+    made = list(made or [])
+    for column in columns[len(made) :]:
         reply, payload = turns.begin_reply(conversation, prompt, everything, column["settings"])
         everything.append(reply)
-        replies.append(reply)
-        payloads.append(payload)
-    _record(conversation, prompt, replies, columns)
-    return Taken(conversation, prompt, replies, payloads)
-
-
-def _record(conversation: Conversation, prompt: Message, replies: list[Message], columns) -> None:
+        made.append((reply, payload))
+    replies = [reply for reply, _payload in made]
     comparison = Comparison.objects.create(
         conversation=conversation, prompt=prompt, columns=columns
     )
@@ -290,6 +290,7 @@ def _record(conversation: Conversation, prompt: Message, replies: list[Message],
     # The page shows the first column as the conversation's current reply until one is kept.
     Conversation.objects.filter(pk=conversation.pk).update(current=replies[0])
     conversation.current = replies[0]
+    return Taken(conversation, prompt, replies, [payload for _reply, payload in made])
 
 
 def take_column_again(user, conversation_id: int, message_id: int) -> Taken | None:
