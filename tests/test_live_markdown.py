@@ -303,4 +303,4 @@ def test_the_thinking_box_renders_markdown_streaming_and_finished(alice_client, 
 
     Message.objects.filter(pk=streaming.pk).update(status="complete", content="Done.")
     page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
-    assert f'<div class="md reasoning-md">{render_blocks(reasoning)}</div>' in page
+    assert f'<div class="md reasoning-md" dir="auto">{render_blocks(reasoning)}</div>' in page
