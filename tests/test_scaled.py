@@ -275,6 +275,34 @@ async def test_a_reply_sent_through_one_process_streams_to_a_page_on_the_other(c
     assert page.frames > 3  # streamed, not just the final message
 
 
+async def test_a_comparison_sent_to_one_process_streams_every_column_to_the_other(cluster):
+    a, b, conversation = cluster.a, cluster.b, cluster.conversations[7]
+    columns = [{"model": ""}, {"model": "alibaba/qwen3.5-omni-plus", "temperature": "0.2"}]
+    async with asyncio.timeout(60), Browser.logged_in(a) as alice:
+        async with alice.page(b, conversation) as watcher, alice.page(a, conversation) as sender:
+            await sender.ws.send_json_to(
+                {"action": "compare", "text": "Both [sim:length=60]", "columns": columns}
+            )
+            await sender.receive_until(lambda p: p.answers, timeout=20)
+            assert sender.answers[0] == {"type": "sent"}
+            replies = [
+                pk
+                for (pk,) in cluster.query(
+                    "SELECT id FROM chat_message WHERE conversation_id = %s AND role = "
+                    "'assistant' ORDER BY comparison_id, \"column\"",
+                    conversation,
+                )
+            ]
+            assert len(replies) == 2
+            for reply in replies:
+                assert await watcher.receive_until_final(reply, timeout=30) == "complete"
+
+    for reply in replies:
+        status, content = cluster.message(reply)
+        assert status == "complete"
+        assert watcher.text[reply] == content  # each column crossed from A to B whole
+
+
 async def test_stop_sent_to_one_process_stops_the_job_running_in_the_other(cluster):
     a, b, conversation = cluster.a, cluster.b, cluster.conversations[1]
     async with asyncio.timeout(60), Browser.logged_in(a) as alice:
