@@ -306,7 +306,12 @@ def take_column_again(user, conversation_id: int, message_id: int) -> Taken | No
             comparison__isnull=False,
         )
         comparison = reply.comparison
-        if comparison.kept_id is not None or reply.status == Message.Status.STREAMING:
+        if (
+            comparison.kept_id is not None
+            or comparison.replies.filter(
+                column=reply.column, status=Message.Status.STREAMING
+            ).exists()
+        ):  # decided, or the column is answering already (a second click)
             return None
         everything = list(conversation.messages.only(*turns.TURN_FIELDS))
         prompt = next(m for m in everything if m.pk == comparison.prompt_id)

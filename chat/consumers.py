@@ -124,6 +124,8 @@ def read_frame(text: str) -> tuple[str, dict]:
             columns = content.get("columns")
             if not isinstance(columns, list) or len(columns) > compare.MAX_COLUMNS:
                 raise UnreadableFrame("columns")
+            if not all(isinstance(column, dict) for column in columns):
+                raise UnreadableFrame("column")
             return action, {
                 "text": _well_formed(text),
                 "attachments": keys,

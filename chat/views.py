@@ -173,6 +173,8 @@ def shown_messages(conversation: Conversation) -> tuple[list[Message], list[Mess
     from . import compare  # it builds on this module's views
 
     columns = []
+    for message in path:  # known here: a reply rendered alone would ask the database
+        message.in_grid = False
     if grid := compare.open_grid(path, everything):  # the columns of an undecided comparison
         columns = [column.reply for column in grid.columns if column.reply not in path]
         for column in grid.columns:

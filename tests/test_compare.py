@@ -161,6 +161,27 @@ async def test_a_column_retries_with_its_own_settings_in_its_place(upstream_is_s
     html = (await client.get(f"/c/{conversation.pk}/")).content.decode()
     assert html.count('data-testid="compare-column"') == 2
     assert f'id="message-{again.pk}"' in html and f'id="message-{second.pk}"' not in html
+
+    await page.ws.disconnect()
+
+
+async def test_a_columns_retry_sent_twice_answers_once(upstream_is_simulator, alice):
+    client = await logged_in(alice)
+    conversation = await new_conversation(alice)
+    page = await open_page(client, conversation.pk)
+    await columns_sent(page, "Slowly [sim:delay=0.05] [sim:length=30]", [{}, {"model": PLUS}])
+    first, second = await replies_of(conversation)
+    await wait_final(first.pk)
+    await wait_final(second.pk)
+
+    retry = f"/c/{conversation.pk}/m/{second.pk}/compare/retry/"
+    first_click = await client.post(retry, headers={"HX-Request": "true"})
+    second_click = await client.post(retry, headers={"HX-Request": "true"})
+    assert first_click.status_code == 204 and second_click.status_code == 422
+    assert "still streaming" in second_click.content.decode()
+    column = Message.objects.filter(comparison_id=second.comparison_id, column=1)
+    assert await column.acount() == 2  # the first answer and one retry
+    await wait_final((await column.alast()).pk)
     await page.ws.disconnect()
 
 
@@ -203,6 +224,11 @@ async def test_wrong_columns_are_refused_in_place_and_nothing_is_saved(
     await page.ws.send_json_to({"action": "compare", "text": "Hi", "columns": five})
     await page.receive_until(lambda p: len(p.answers) > 1)
     assert page.answers[1]["type"] == "error"
+    for malformed in ("two", [{"model": ""}, "junk"], [None, None], {"0": {}}):
+        seen = len(page.answers)
+        await page.ws.send_json_to({"action": "compare", "text": "Hi", "columns": malformed})
+        await page.receive_until(lambda p, seen=seen: len(p.answers) > seen)
+        assert page.answers[seen]["type"] == "error", malformed
     wrong = await columns_sent(
         page, "Hi", [{"model": "no/such-model"}, {"temperature": "7", "max_tokens": "x"}]
     )
@@ -423,3 +449,43 @@ async def test_without_scripts_a_new_chat_posts_its_columns(upstream_is_simulato
     refused = await client.post("/new/compare/", {**data, "columns-TOTAL_FORMS": "1"})
     assert refused.status_code == 422 and "2 to 4 columns" in refused.content.decode()
     assert await Conversation.objects.acount() == 1
+
+
+def test_decided_comparisons_cost_the_page_no_query_each(alice_client, alice):
+    """Each decided comparison's replies are on the page like any reply: the page's queries
+    do not grow with them (a reply rendered alone looks its comparison up)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = Conversation.objects.create(owner=alice, title="x")
+
+    def decided(parent):
+        prompt = Message.objects.create(conversation=conversation, parent=parent, role="user")
+        comparison = Comparison.objects.create(conversation=conversation, prompt=prompt)
+        replies = [
+            Message.objects.create(
+                conversation=conversation,
+                parent=prompt,
+                role="assistant",
+                content=f"A{n}",
+                html=f"<p>A{n}</p>",
+                comparison=comparison,
+                column=n,
+            )
+            for n in range(2)
+        ]
+        comparison.kept = replies[1]
+        comparison.save()
+        Conversation.objects.filter(pk=conversation.pk).update(current=replies[1])
+        return replies[1]
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert alice_client.get(f"/c/{conversation.pk}/").status_code == 200
+        return len(captured)
+
+    last = decided(None)
+    one = queries()
+    for _ in range(3):
+        last = decided(last)
+    assert queries() == one
